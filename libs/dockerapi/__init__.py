@@ -1,0 +1,1 @@
+"""Docker Engine REST API helpers: versions, filters, references and JSON models."""

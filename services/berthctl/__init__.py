@@ -1,0 +1,1 @@
+"""berthctl: a small gRPC client for berth (status, images), for operators and scripts."""

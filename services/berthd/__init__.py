@@ -1,0 +1,1 @@
+"""berthd: the daemon that hosts berth's services (all of them embedded, or one in split mode)."""

@@ -1,0 +1,152 @@
+"""berthd's wiring: builds the services one process hosts (embedded or split) and runs them."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import grpc
+
+from berthd.config import DaemonConfig
+from gateway_svc.app import Backends, build_app
+from gateway_svc.http import HttpServer
+from gateway_svc.listeners import TlsConfig, open_listeners, serve
+from grpckit.client import open_channel
+from grpckit.server import build_server, serve_grpc
+from images_svc import server as images_server
+from images_svc.api import ImagesAPI
+from images_svc.clients import ImagesClient
+from images_svc.service import ImagesService
+from images_svc.store import SqlImageStore
+from statestore import StateStore, load_node_id, open_store
+from system_svc import server as system_server
+from system_svc.clients import SystemClient
+from system_svc.service import BERTH_VERSION, EngineFacts, SystemAPI, SystemService
+
+__all__ = ["run_daemon"]
+
+log = logging.getLogger("berthd")
+
+
+@dataclass(slots=True)
+class Hosted:
+    """The services this process serves over gRPC, and the APIs the gateway calls."""
+
+    servicers: list[tuple[Any, Any]] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    system: SystemAPI | None = None
+    images: ImagesAPI | None = None
+
+
+def _prepare_dirs(cfg: DaemonConfig) -> None:
+    # 0710 like dockerd (CVE-2021-41091): other users cannot traverse the data root.
+    cfg.data_root.mkdir(parents=True, exist_ok=True)
+    os.chmod(cfg.data_root, 0o710)
+    cfg.exec_root.mkdir(parents=True, exist_ok=True)
+    os.chmod(cfg.exec_root, 0o711)
+
+
+@asynccontextmanager
+async def _state(cfg: DaemonConfig) -> AsyncIterator[StateStore]:
+    url = cfg.effective_state_url()
+    log.info("state store: %s", url.split("@")[-1] if "@" in url else url)
+    state = await open_store(url)
+    try:
+        yield state
+    finally:
+        await state.aclose()
+
+
+async def _host_images(cfg: DaemonConfig, stack: AsyncExitStack, node_id: str, hosted: Hosted) -> None:
+    state = await stack.enter_async_context(_state(cfg))
+    images = ImagesService(cfg.data_root, SqlImageStore(state, node_id), node_id)
+    await images.reconcile()
+    hosted.images = images
+    hosted.servicers.append((images_server.add_to_server, images_server.ImagesServicer(images)))
+    hosted.names.append("berthapi.images.v1.Images")
+
+
+async def _count_images(images: ImagesAPI | None) -> int:
+    if images is None:
+        return 0
+    return len(await images.list_images({}, all=True))
+
+
+def _facts(cfg: DaemonConfig, node_id: str, mode: str) -> EngineFacts:
+    return EngineFacts(
+        node_id=node_id,
+        data_root=cfg.data_root,
+        exec_root=cfg.exec_root,
+        mode=mode,
+        logging_driver=cfg.log_driver,
+        registry_mirrors=list(cfg.registry_mirrors),
+        insecure_registries=list(cfg.insecure_registries),
+    )
+
+
+def _add_system(cfg: DaemonConfig, node_id: str, mode: str, hosted: Hosted) -> None:
+    images = hosted.images
+    system = SystemService(_facts(cfg, node_id, mode), lambda: _count_images(images))
+    hosted.system = system
+    hosted.servicers.append((system_server.add_to_server, system_server.SystemServicer(system)))
+    hosted.names.append("berthapi.system.v1.System")
+
+
+async def _remote(cfg: DaemonConfig, stack: AsyncExitStack, name: str) -> grpc.aio.Channel:
+    channel = open_channel(f"unix://{cfg.service_socket(name)}")
+    stack.push_async_callback(channel.close)
+    return channel
+
+
+async def run_daemon(cfg: DaemonConfig) -> None:
+    """Run until SIGTERM/SIGINT; containers (conmon's children) are never touched on the way out."""
+    await anyio.to_thread.run_sync(_prepare_dirs, cfg)
+    node_id = await anyio.to_thread.run_sync(load_node_id, cfg.data_root)
+    mode = "split" if cfg.service else "embedded"
+    log.info("berthd %s starting: node %s, %s mode%s, data root %s, exec root %s",
+             BERTH_VERSION, node_id, mode, f" ({cfg.service})" if cfg.service else "",
+             cfg.data_root, cfg.exec_root)
+    async with AsyncExitStack() as stack:
+        hosted = Hosted()
+        if cfg.service in ("", "images"):
+            await _host_images(cfg, stack, node_id, hosted)
+        elif cfg.service == "gateway":
+            # Every split service also serves System; the gateway asks the images process.
+            channel = await _remote(cfg, stack, "images")
+            hosted.images = ImagesClient(channel)
+            hosted.system = SystemClient(channel)
+        if cfg.service != "gateway":
+            _add_system(cfg, node_id, mode, hosted)
+        async with anyio.create_task_group() as tg:
+            if cfg.service != "gateway":
+                server = build_server(hosted.servicers, f"unix://{cfg.grpc_socket}", hosted.names)
+                await tg.start(serve_grpc, server)
+                log.info("gRPC API listening on unix://%s", cfg.grpc_socket)
+            if cfg.service in ("", "gateway"):
+                assert hosted.system is not None and hosted.images is not None
+                app = build_app(Backends(system=hosted.system, images=hosted.images),
+                                data_root=cfg.data_root, version=BERTH_VERSION)
+                tls = _tls(cfg)
+                listeners = await open_listeners(cfg.effective_hosts(), tls,
+                                                 allow_insecure_tcp=cfg.tls is False)
+                await tg.start(serve, listeners, HttpServer(app))
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                log.info("berthd ready")
+                async for signum in signals:
+                    log.info("received %s, shutting down", signal.Signals(signum).name)
+                    break
+            tg.cancel_scope.cancel()
+    log.info("berthd stopped")
+
+
+def _tls(cfg: DaemonConfig) -> TlsConfig | None:
+    if not cfg.tls:
+        return None
+    return TlsConfig(cert=cfg.tlscert, key=cfg.tlskey, ca=cfg.tlscacert or None, verify=cfg.tlsverify)
+

@@ -1,0 +1,20 @@
+"""Assembles the gateway: the route table over the service APIs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gateway_svc.backend import Backends
+from gateway_svc.router import Router
+from gateway_svc.routes.images import ImageRoutes
+from gateway_svc.routes.system import SystemRoutes
+
+__all__ = ["Backends", "build_app"]
+
+
+def build_app(backends: Backends, data_root: Path, version: str) -> Router:
+    """Return the router serving every Docker API route berth provides."""
+    router = Router(server_version=version)
+    SystemRoutes(backends).register(router)
+    ImageRoutes(backends, data_root).register(router)
+    return router

@@ -1,0 +1,18 @@
+"""The APIs the gateway's routes call; gRPC clients and the in-process services both implement them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from images_svc.api import ImagesAPI
+from system_svc.service import SystemAPI
+
+__all__ = ["Backends"]
+
+
+@dataclass(frozen=True, slots=True)
+class Backends:
+    """One API per service the REST routes reach."""
+
+    system: SystemAPI
+    images: ImagesAPI

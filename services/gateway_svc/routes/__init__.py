@@ -1,0 +1,1 @@
+"""Docker Engine API route tables, one module per resource."""

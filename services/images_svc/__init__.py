@@ -1,0 +1,1 @@
+"""The images service: content store, layers, image records, import/load/save."""

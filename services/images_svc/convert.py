@@ -1,0 +1,115 @@
+"""Pure conversions between the images service's records and its protobuf messages."""
+
+from __future__ import annotations
+
+from berthapi.images.v1 import images_pb2 as pb
+from berthapi.types.v1 import types_pb2 as tpb
+from images_svc.api import ImportOptions, ProgressEvent, PruneReport
+from images_svc.model import DeleteItem, HistoryItem, ImageRecord
+
+__all__ = [
+    "delete_items_from_proto", "delete_items_to_proto", "filters_from_proto", "filters_to_proto",
+    "history_from_proto", "history_to_proto", "image_from_proto", "image_to_proto",
+    "import_options_from_proto", "import_options_to_proto", "progress_from_proto",
+    "progress_to_proto", "prune_from_proto", "prune_to_proto",
+]
+
+
+def image_to_proto(rec: ImageRecord) -> pb.Image:
+    return pb.Image(
+        id=rec.id,
+        repo_tags=rec.repo_tags,
+        repo_digests=rec.repo_digests,
+        parent=rec.parent,
+        created=rec.created,
+        size=rec.size,
+        config_json=rec.config_json,
+        manifest=tpb.Descriptor(media_type=rec.manifest_media_type, digest=rec.manifest_digest,
+                                size=rec.manifest_size),
+        chain_ids=rec.chain_ids,
+        node_id=rec.node_id,
+        record_created=rec.record_created,
+        containers=-1,
+        layers=[tpb.Descriptor(media_type=m, digest=d, size=s) for m, d, s in rec.layers],
+    )
+
+
+def image_from_proto(msg: pb.Image) -> ImageRecord:
+    return ImageRecord(
+        id=msg.id,
+        config_json=msg.config_json,
+        manifest_digest=msg.manifest.digest,
+        manifest_media_type=msg.manifest.media_type,
+        manifest_size=msg.manifest.size,
+        chain_ids=list(msg.chain_ids),
+        parent=msg.parent,
+        created=msg.created,
+        size=msg.size,
+        node_id=msg.node_id,
+        record_created=msg.record_created,
+        repo_tags=list(msg.repo_tags),
+        repo_digests=list(msg.repo_digests),
+        layers=[(d.media_type, d.digest, d.size) for d in msg.layers],
+    )
+
+
+def filters_to_proto(filters: dict[str, list[str]]) -> tpb.Filters:
+    return tpb.Filters(filters={k: tpb.FilterValues(values=v) for k, v in filters.items()})
+
+
+def filters_from_proto(msg: tpb.Filters) -> dict[str, list[str]]:
+    return {k: list(v.values) for k, v in msg.filters.items()}
+
+
+def import_options_to_proto(opts: ImportOptions) -> pb.ImportOptions:
+    return pb.ImportOptions(
+        repo=opts.repo, tag=opts.tag, changes=opts.changes, message=opts.message,
+        platform=tpb.Platform(os=opts.platform_os, architecture=opts.platform_arch,
+                              variant=opts.platform_variant),
+    )
+
+
+def import_options_from_proto(msg: pb.ImportOptions) -> ImportOptions:
+    return ImportOptions(
+        repo=msg.repo, tag=msg.tag, changes=list(msg.changes), message=msg.message,
+        platform_os=msg.platform.os, platform_arch=msg.platform.architecture,
+        platform_variant=msg.platform.variant,
+    )
+
+
+def progress_to_proto(ev: ProgressEvent) -> tpb.Progress:
+    return tpb.Progress(id=ev.id, status=ev.status, stream=ev.stream, current=ev.current,
+                        total=ev.total, aux_json=ev.aux_json)
+
+
+def progress_from_proto(msg: tpb.Progress) -> ProgressEvent:
+    return ProgressEvent(id=msg.id, status=msg.status, stream=msg.stream, current=msg.current,
+                         total=msg.total, aux_json=msg.aux_json)
+
+
+def delete_items_to_proto(items: list[DeleteItem]) -> list[pb.DeleteItem]:
+    return [pb.DeleteItem(untagged=i.untagged, deleted=i.deleted) for i in items]
+
+
+def delete_items_from_proto(msgs: list[pb.DeleteItem]) -> list[DeleteItem]:
+    return [DeleteItem(untagged=m.untagged, deleted=m.deleted) for m in msgs]
+
+
+def history_to_proto(items: list[HistoryItem]) -> list[pb.HistoryItem]:
+    return [pb.HistoryItem(id=h.id, created=h.created, created_by=h.created_by, tags=h.tags,
+                           size=h.size, comment=h.comment) for h in items]
+
+
+def history_from_proto(msgs: list[pb.HistoryItem]) -> list[HistoryItem]:
+    return [HistoryItem(m.id, m.created, m.created_by, list(m.tags), m.size, m.comment)
+            for m in msgs]
+
+
+def prune_to_proto(rep: PruneReport) -> pb.PruneImagesResponse:
+    return pb.PruneImagesResponse(deleted=delete_items_to_proto(rep.deleted),
+                                  space_reclaimed=rep.space_reclaimed)
+
+
+def prune_from_proto(msg: pb.PruneImagesResponse) -> PruneReport:
+    return PruneReport(deleted=delete_items_from_proto(list(msg.deleted)),
+                       space_reclaimed=msg.space_reclaimed)

@@ -1,0 +1,86 @@
+"""ImagesServicer: the gRPC shim over ImagesAPI; it only translates (errors map in grpckit)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import errdefs
+from berthapi.images.v1 import images_pb2 as pb
+from berthapi.images.v1 import images_pb2_grpc as pbg
+from berthapi.types.v1 import types_pb2 as tpb
+from images_svc import convert
+from images_svc.api import ImagesAPI
+
+__all__ = ["ImagesServicer", "add_to_server"]
+
+add_to_server = pbg.add_ImagesServicer_to_server
+
+
+class ImagesServicer(pbg.ImagesServicer):
+    """Serves the Images gRPC service from an ImagesAPI implementation."""
+
+    def __init__(self, api: ImagesAPI) -> None:
+        self._api = api
+
+    async def GetImage(self, req: pb.GetImageRequest, ctx: Any) -> pb.GetImageResponse:
+        return pb.GetImageResponse(image=convert.image_to_proto(await self._api.get_image(req.ref)))
+
+    async def ListImages(self, req: pb.ListImagesRequest, ctx: Any) -> pb.ListImagesResponse:
+        recs = await self._api.list_images(convert.filters_from_proto(req.filters), req.all)
+        return pb.ListImagesResponse(images=[convert.image_to_proto(r) for r in recs])
+
+    async def ImportImage(
+        self, reqs: AsyncIterator[pb.ImportImageRequest], ctx: Any
+    ) -> AsyncIterator[tpb.Progress]:
+        first = await anext(aiter(reqs), None)
+        if first is None or not first.HasField("options"):
+            raise errdefs.InvalidArgument("ImportImage: the first message must carry the options")
+        opts = convert.import_options_from_proto(first.options)
+        async for ev in self._api.import_image(opts, _chunks(reqs)):
+            yield convert.progress_to_proto(ev)
+
+    async def LoadImages(
+        self, reqs: AsyncIterator[pb.LoadImagesRequest], ctx: Any
+    ) -> AsyncIterator[tpb.Progress]:
+        first = await anext(aiter(reqs), None)
+        quiet = bool(first and first.quiet)
+
+        async def data() -> AsyncIterator[bytes]:
+            if first is not None:
+                yield first.chunk
+            async for r in reqs:
+                yield r.chunk
+
+        async for ev in self._api.load_images(data(), quiet):
+            yield convert.progress_to_proto(ev)
+
+    async def SaveImages(
+        self, req: pb.SaveImagesRequest, ctx: Any
+    ) -> AsyncIterator[pb.SaveImagesChunk]:
+        async for chunk in self._api.save_images(list(req.refs)):
+            yield pb.SaveImagesChunk(chunk=chunk)
+
+    async def TagImage(self, req: pb.TagImageRequest, ctx: Any) -> pb.TagImageResponse:
+        await self._api.tag_image(req.ref, req.repo, req.tag)
+        return pb.TagImageResponse()
+
+    async def RemoveImage(self, req: pb.RemoveImageRequest, ctx: Any) -> pb.RemoveImageResponse:
+        items = await self._api.remove_image(req.ref, req.force, req.noprune)
+        return pb.RemoveImageResponse(items=convert.delete_items_to_proto(items))
+
+    async def ImageHistory(
+        self, req: pb.ImageHistoryRequest, ctx: Any
+    ) -> pb.ImageHistoryResponse:
+        items = await self._api.image_history(req.ref)
+        return pb.ImageHistoryResponse(items=convert.history_to_proto(items))
+
+    async def PruneImages(self, req: pb.PruneImagesRequest, ctx: Any) -> pb.PruneImagesResponse:
+        rep = await self._api.prune_images(convert.filters_from_proto(req.filters))
+        return convert.prune_to_proto(rep)
+
+
+async def _chunks(reqs: AsyncIterator[pb.ImportImageRequest]) -> AsyncIterator[bytes]:
+    async for r in reqs:
+        if r.HasField("chunk"):
+            yield r.chunk

@@ -1,0 +1,1 @@
+"""End-to-end tests: the real docker CLI and docker-py against a real berthd."""
