@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import errdefs
+import anyio
 from sqlalchemy import Connection, event
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import (
@@ -19,6 +19,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool
+
+import errdefs
 
 from . import migrate
 
@@ -131,7 +133,7 @@ async def open_store(url: str) -> StateStore:
         current = await migrate.current_revision(mig)
     finally:
         await mig.dispose()
-    head = migrate.head_revision()
+    head = await anyio.to_thread.run_sync(migrate.head_revision)  # reads the version files
     if current != head:
         raise errdefs.Internal(f"state store schema at {current}, expected {head}")
     return StateStore(create_engine(url))

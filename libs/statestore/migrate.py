@@ -15,7 +15,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import anyio
-import errdefs
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -23,6 +22,8 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+import errdefs
 
 __all__ = [
     "MIGRATIONS_DIR",

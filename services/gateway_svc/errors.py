@@ -10,7 +10,6 @@ import json
 import logging
 
 import errdefs
-
 from gateway_svc.http import EmptyResponse, JSONResponse
 
 __all__ = ["error_message", "error_response", "http_status", "stream_error_line"]

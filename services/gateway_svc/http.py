@@ -39,8 +39,9 @@ from urllib.parse import parse_qsl, unquote
 
 import anyio
 import anyio.abc
-import errdefs
 import h11
+
+import errdefs
 from dockerapi.versions import MAX_API
 
 __all__ = [
@@ -75,6 +76,7 @@ _RECEIVE_SIZE: Final = 65536
 _LINGER_SECONDS: Final = 1.0
 _LINGER_BYTES: Final = 4 << 20
 
+_CLOSE_TIMEOUT: Final = 1.0
 _FALSE_WORDS: Final = frozenset({"", "0", "no", "false", "none"})
 _GONE = (
     anyio.BrokenResourceError,
@@ -482,7 +484,7 @@ class HijackedStream:
         if self._closed:
             return
         self._closed = True
-        await anyio.aclose_forcefully(self._stream)
+        await _close_stream(self._stream)
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self
@@ -536,6 +538,9 @@ class _Connection:
 
         Never reads the socket, so it is safe while nobody else is reading.
         """
+        if self.h11.their_state is not h11.SEND_BODY:
+            # Past EndOfMessage already: never parse (and lose) a pipelined request.
+            return self.h11.their_state in (h11.DONE, h11._state.MIGHT_SWITCH_PROTOCOL)
         while True:
             try:
                 event = self.h11.next_event()
@@ -577,6 +582,17 @@ class _Connection:
                 raise errdefs.Canceled("client closed the connection mid-body")
             else:  # PAUSED cannot happen before EndOfMessage
                 raise errdefs.InvalidArgument(f"unexpected HTTP event {type(event).__name__}")
+
+
+async def _close_stream(stream: anyio.abc.ByteStream) -> None:
+    """Close gracefully (TLS close_notify) but never wait long, even when cancelled."""
+    with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True) as scope:
+        try:
+            await stream.aclose()
+        except Exception:
+            pass
+    if scope.cancelled_caught:
+        await anyio.aclose_forcefully(stream)
 
 
 def _reason(status: int) -> bytes:
@@ -662,7 +678,7 @@ class HttpServer:
             log.exception("error serving HTTP connection")
         finally:
             if not hijacked:
-                await anyio.aclose_forcefully(stream)
+                await _close_stream(stream)
 
     async def _send_protocol_error(self, conn: _Connection, exc: h11.RemoteProtocolError) -> None:
         if conn.peer_eof and not conn.h11.trailing_data[0]:

@@ -22,14 +22,17 @@ import ssl
 import stat
 import tempfile
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
 import anyio.abc
-import errdefs
+from anyio.abc import SocketAttribute
 from anyio.streams.tls import TLSListener
+
+import errdefs
 
 __all__ = ["DEFAULT_SOCKET_GROUP", "TlsConfig", "UnixListener", "open_listeners", "serve"]
 
@@ -88,24 +91,73 @@ class _QuietTLSListener(TLSListener):
             raise exc
         log.warning("TLS handshake failed: %s", exc)
 
+    @property
+    def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
+        # Expose the TCP listener's address/port too (TLSListener hides them).
+        return {**self.listener.extra_attributes, **super().extra_attributes}
+
 
 class UnixListener(anyio.abc.Listener[anyio.abc.ByteStream]):
-    """A unix socket listener that removes its socket file when closed."""
+    """A unix socket listener that removes its socket file when closed.
 
-    def __init__(self, inner: anyio.abc.SocketListener, path: str, inode: int) -> None:
-        self._inner = inner
+    Accepted connections are wrapped as transport-based anyio streams
+    (``SocketStream.from_socket``): anyio's raw ``UNIXSocketStream`` can raise
+    ``InvalidStateError`` in the loop when a pending receive is cancelled just as data
+    arrives (its reader callback sets a cancelled future).
+    """
+
+    def __init__(self, sock: socket.socket, path: str, inode: int) -> None:
+        self._sock = sock
         self.path = path
         self._inode = inode
+        self._closed = False
+
+    async def accept(self) -> anyio.abc.SocketStream:
+        """Wait for and return the next connection.
+
+        Raises:
+            anyio.ClosedResourceError: the listener was closed.
+        """
+        while True:
+            if self._closed:
+                raise anyio.ClosedResourceError
+            try:
+                conn, _ = self._sock.accept()
+            except BlockingIOError:
+                await anyio.wait_readable(self._sock)
+                continue
+            except OSError as exc:
+                if self._closed:
+                    raise anyio.ClosedResourceError from None
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    log.warning("accept on %s failed: %s", self.path, exc)
+                    await anyio.sleep(0.1)
+                    continue
+                raise
+            conn.setblocking(False)
+            return await anyio.abc.SocketStream.from_socket(conn)
 
     async def serve(
         self,
         handler: Callable[[anyio.abc.ByteStream], Any],
         task_group: anyio.abc.TaskGroup | None = None,
     ) -> None:
-        await self._inner.serve(handler, task_group)
+        async with AsyncExitStack() as stack:
+            if task_group is None:
+                task_group = await stack.enter_async_context(anyio.create_task_group())
+            while True:
+                try:
+                    stream = await self.accept()
+                except anyio.ClosedResourceError:
+                    return
+                task_group.start_soon(handler, stream)
 
     async def aclose(self) -> None:
-        await self._inner.aclose()
+        if self._closed:
+            return
+        self._closed = True
+        anyio.notify_closing(self._sock)
+        self._sock.close()
         await anyio.to_thread.run_sync(self._unlink)
 
     def _unlink(self) -> None:
@@ -118,7 +170,11 @@ class UnixListener(anyio.abc.Listener[anyio.abc.ByteStream]):
 
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
-        return self._inner.extra_attributes
+        return {
+            SocketAttribute.family: lambda: socket.AF_UNIX,
+            SocketAttribute.local_address: lambda: self.path,
+            SocketAttribute.raw_socket: lambda: self._sock,
+        }
 
 
 def _socket_gid(group: str) -> int:
@@ -248,9 +304,8 @@ async def _open_one(
             raise errdefs.InvalidArgument(f"invalid host {host!r}: unix path must be absolute")
         gid = _socket_gid(socket_group)
         sock, inode = await anyio.to_thread.run_sync(_bind_unix, rest, gid)
-        inner = await anyio.abc.SocketListener.from_socket(sock)
         log.info("API listening on %s", rest)
-        return UnixListener(inner, rest, inode)
+        return UnixListener(sock, rest, inode)
     if scheme == "tcp":
         address, port = _split_tcp(host, tls is not None)
         if tls is None and not allow_insecure_tcp:
@@ -266,8 +321,8 @@ async def _open_one(
         if not tls.verify:
             log.warning("API listening on %s with TLS but without client verification", host)
         ctx = tls.server_context()
-        # standard_compatible=False: no close_notify wait when the client just hangs up.
-        return _QuietTLSListener(tcp, ctx, standard_compatible=False)
+        # standard_compatible: close_notify on close (bounded by the HTTP layer's timeout).
+        return _QuietTLSListener(tcp, ctx, standard_compatible=True, handshake_timeout=10)
     if scheme == "fd":
         raise errdefs.InvalidArgument("fd:// socket activation is not supported")
     raise errdefs.InvalidArgument(f"invalid host {host!r}: unsupported scheme {scheme!r}")

@@ -25,7 +25,6 @@ from collections.abc import Awaitable, Callable
 import errdefs
 from dockerapi import versions
 from dockerapi.versions import MAX_API, MIN_API
-
 from gateway_svc.http import EmptyResponse, Request, Response, TextResponse
 
 __all__ = ["Handler", "Router", "api_at_least", "ping_handler"]

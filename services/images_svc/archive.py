@@ -393,9 +393,7 @@ class _Reader:
                 cfile.digest, config, mdesc.digest, mdesc.media_type, mdesc.size, layers,
                 diff_ids, tags,
             )
-            if self.progress is not None:
-                for t in tags:
-                    self.progress(f"Loaded image: {t}")
+        # "Loaded image" lines are the caller's: only it knows when an image is committed.
         return list(images.values())
 
     def _build_manifest(self, cfile: _File, layers: list[Descriptor]) -> Descriptor:

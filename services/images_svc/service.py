@@ -270,16 +270,23 @@ class ImagesService:
                 await send.send(line)
 
         found: list[ArchiveImage] = []
+        failed: list[Exception] = []
 
         async def reader() -> None:
+            # Errors are carried out by hand: a task group would wrap them in an ExceptionGroup.
             async with send:
-                found.extend(await read_archive(data, self._content, on_progress))
+                try:
+                    found.extend(await read_archive(data, self._content, on_progress))
+                except Exception as e:  # noqa: BLE001 - re-raised below, unwrapped
+                    failed.append(e)
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(reader)
             async with receive:
                 async for line in receive:
                     yield ProgressEvent(stream=line if line.endswith("\n") else line + "\n")
+        if failed:
+            raise failed[0]
         if not found:
             raise errdefs.InvalidArgument("no images found in the archive")
         for img in found:
@@ -352,8 +359,8 @@ class ImagesService:
     # -- tags, rmi, prune, history --------------------------------------------------------
 
     async def tag_image(self, ref: str, repo: str, tag: str) -> None:
+        target = _tag_target(repo, tag)  # a bad name is reported before a missing image
         rec = await self.get_image(ref)
-        target = _tag_target(repo, tag)
         async with self._lock:
             await self._store.set_tag(target.string(), rec.id)
 

@@ -455,7 +455,13 @@ def unpack_layer(fileobj: BinaryIO, dest: Path, *, max_size: int | None = None) 
             with tarfile.open(fileobj=fileobj, mode="r|", encoding="utf-8",
                               errors="surrogateescape") as tf:
                 for m in tf:
-                    u.entry(tf, m)
+                    try:
+                        u.entry(tf, m)
+                    except OSError as e:
+                        # A kernel refusal (mknod EINVAL, ENAMETOOLONG, ...) is the archive's fault.
+                        raise errdefs.InvalidArgument(
+                            f"cannot unpack tar entry {m.name!r}: {e.strerror or e}"
+                        ) from None
         except (tarfile.TarError, EOFError) as e:
             raise tar_error(e) from None
         u.finish()

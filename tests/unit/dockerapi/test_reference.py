@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import errdefs
 import pytest
+
+import errdefs
 from dockerapi.reference import (
     is_full_id,
     looks_like_id_prefix,

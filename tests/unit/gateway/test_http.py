@@ -13,8 +13,6 @@ import h11
 import pytest
 
 import errdefs
-from gateway.client import connect, fetch, read_until_eof
-from gateway.conftest import SERVER_VERSION, ServeFn
 from gateway_svc.http import (
     EmptyResponse,
     HijackedStream,
@@ -26,6 +24,9 @@ from gateway_svc.http import (
     TextResponse,
 )
 from gateway_svc.router import Router
+
+from .client import connect, fetch, read_until_eof
+from .conftest import SERVER_VERSION, ServeFn
 
 pytestmark = pytest.mark.anyio
 

@@ -143,7 +143,7 @@ async def test_legacy_docker_archive(tmp_path: Path) -> None:
     assert img.repo_tags == ["busybox:latest", "busybox:1"]
     assert img.manifest_media_type == MEDIA_OCI_MANIFEST
     assert [x.media_type for x in img.layers] == ["application/vnd.oci.image.layer.v1.tar"] * 2
-    assert "Loaded image: busybox:latest" in msgs
+    assert msgs == ["Loading layer 11ab9ba1e574", "Loading layer d3eab639bc5b"]
     assert any(m.startswith("Loading layer") for m in msgs)
 
 
