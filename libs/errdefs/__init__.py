@@ -126,7 +126,7 @@ class Unavailable(EngineError):
     http_status = 503
 
 
-class NotImplemented_(EngineError):  # noqa: N801 - avoid shadowing the builtin
+class NotImplemented_(EngineError):
     """Raised for endpoints berth does not provide (swarm, plugins)."""
 
     kind = "NotImplemented"

@@ -13,9 +13,9 @@ import inspect
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar, cast
 
-import errdefs
 import grpc
 
+import errdefs
 from grpckit import metadata
 
 __all__ = [

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
-import errdefs
 import grpc
 from anyio.abc import TaskStatus
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+import errdefs
 from grpckit.errors import to_status, unwrap_exception
 
 __all__ = [

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+import errdefs
+from dockerapi.reference import parse_reference
+
 __all__ = ["human_duration", "human_size", "parse_time", "render_table", "short_id", "split_ref"]
 
 _SIZE_UNITS = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
@@ -64,7 +67,16 @@ def short_id(image_id: str) -> str:
 
 
 def split_ref(ref: str) -> tuple[str, str]:
-    """Split "repo:tag" or "repo@digest" into (repo, tag-or-digest); the tag may be ""."""
+    """Split "repo:tag" or "repo@digest" into (familiar repo, tag-or-digest); the tag may be "".
+
+    Normalised references ("docker.io/library/busybox:latest") show as Docker shows them.
+    """
+    try:
+        parsed = parse_reference(ref)
+    except errdefs.InvalidArgument:
+        parsed = None
+    if parsed is not None:
+        return parsed.familiar_name(), parsed.digest or parsed.tag
     if "@" in ref:
         repo, digest = ref.split("@", 1)
         return repo, digest

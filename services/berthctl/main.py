@@ -11,8 +11,10 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import anyio
-import errdefs
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+import errdefs
 import grpckit
 from berthapi.containers.v1 import containers_pb2
 from berthapi.events.v1 import events_pb2
@@ -21,8 +23,6 @@ from berthapi.networks.v1 import networks_pb2
 from berthapi.registry.v1 import registry_pb2
 from berthapi.system.v1 import system_pb2, system_pb2_grpc
 from berthapi.volumes.v1 import volumes_pb2
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from berthctl.format import (
     human_duration,
     human_size,
@@ -128,7 +128,8 @@ async def _status(targets: Targets, args: argparse.Namespace, out: TextIO) -> in
             state = "UNREACHABLE"
         except errdefs.DeadlineExceeded:
             state = "TIMEOUT"
-        healthy = healthy and state == "SERVING"
+        # A service this build or process does not run yet is reported, not counted as a fault.
+        healthy = healthy and state in ("SERVING", "NOT_REGISTERED")
         rows.append([name, state, targets.addresses[name]])
 
     system = grpckit.stub(system_pb2_grpc.SystemStub, targets.channel("system"))

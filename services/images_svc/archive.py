@@ -18,9 +18,9 @@ from typing import Any, BinaryIO, NamedTuple
 import anyio
 import anyio.from_thread
 import anyio.to_thread
+
 import errdefs
 from dockerapi.reference import parse_reference
-
 from images_svc.content import ContentStore, DigestMismatch
 from images_svc.layers import DECOMPRESS_ERRORS, detect_compression, open_decompressed
 from images_svc.unpack import tar_error

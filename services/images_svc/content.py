@@ -13,6 +13,7 @@ from types import TracebackType
 
 import anyio
 import anyio.to_thread
+
 import errdefs
 
 __all__ = ["BlobWriter", "ContentStore", "DigestMismatch", "validate_digest"]

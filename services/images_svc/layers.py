@@ -20,9 +20,9 @@ from typing import Any, BinaryIO, cast
 
 import anyio
 import anyio.to_thread
-import errdefs
 import zstandard
 
+import errdefs
 from images_svc.content import DigestMismatch, validate_digest
 from images_svc.unpack import unpack_layer
 

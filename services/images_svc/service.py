@@ -277,7 +277,7 @@ class ImagesService:
             async with send:
                 try:
                     found.extend(await read_archive(data, self._content, on_progress))
-                except Exception as e:  # noqa: BLE001 - re-raised below, unwrapped
+                except Exception as e:
                     failed.append(e)
 
         async with anyio.create_task_group() as tg:

@@ -6,10 +6,12 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-import errdefs
 from sqlalchemy import ColumnElement, Executable, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+
+import errdefs
+from images_svc.model import ImageRecord, LayerRecord
 from statestore import StateStore
 from statestore.models import (
     Image,
@@ -20,8 +22,6 @@ from statestore.models import (
     Layer,
     ObjectId,
 )
-
-from images_svc.model import ImageRecord, LayerRecord
 
 __all__ = ["ImageStore", "SqlImageStore"]
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from testkit.berthd import BerthdError, BerthdProcess, DockerCLI
 from testkit.fixtures import busybox_rootfs_tar
 

@@ -12,14 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import errdefs
 import grpc
-import grpckit
 import pytest
-from berthapi.images.v1 import images_pb2, images_pb2_grpc
-from berthapi.types.v1 import types_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+import errdefs
+import grpckit
+from berthapi.images.v1 import images_pb2, images_pb2_grpc
+from berthapi.types.v1 import types_pb2
 
 IMAGES = images_pb2.DESCRIPTOR.services_by_name["Images"].full_name
 KINDS = sorted(

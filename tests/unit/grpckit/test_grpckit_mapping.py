@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import errdefs
 import grpc
 import pytest
+
+import errdefs
 from grpckit import from_rpc_error, metadata, rpc_errors, to_status
 
 KINDS = sorted(

@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import errdefs
 import pytest
+
+import errdefs
 from images_svc.content import ContentStore, DigestMismatch
 
 pytestmark = pytest.mark.anyio

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import errdefs
 import pytest
 import zstandard
+
+import errdefs
 from images_svc.archive import (
     MEDIA_OCI_INDEX,
     MEDIA_OCI_MANIFEST,
@@ -27,7 +28,6 @@ from images_svc.archive import (
     write_archive,
 )
 from images_svc.content import ContentStore, DigestMismatch
-
 from tests.unit.images.images_tarutil import E, make_tar
 
 pytestmark = pytest.mark.anyio

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import errdefs
 import pytest
+
+import errdefs
 from images_svc.changes import apply_changes, split_words
 
 

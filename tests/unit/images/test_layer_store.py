@@ -7,12 +7,12 @@ import hashlib
 import tarfile
 from pathlib import Path
 
-import errdefs
 import pytest
 import zstandard
+
+import errdefs
 from images_svc.content import DigestMismatch
 from images_svc.layers import LayerStore, chain_ids
-
 from tests.unit.images.images_tarutil import E, make_tar
 
 pytestmark = [pytest.mark.anyio, pytest.mark.needs_root]

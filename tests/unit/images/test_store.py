@@ -6,8 +6,9 @@ import hashlib
 from collections.abc import AsyncIterator
 
 import anyio
-import errdefs
 import pytest
+
+import errdefs
 from images_svc.model import ImageRecord, LayerRecord
 from images_svc.store import SqlImageStore
 from statestore import StateStore, open_store

@@ -8,10 +8,10 @@ import stat
 import tarfile
 from pathlib import Path
 
-import errdefs
 import pytest
-from images_svc.unpack import unpack_layer
 
+import errdefs
+from images_svc.unpack import unpack_layer
 from tests.unit.images.images_tarutil import E, make_tar, tree_hash
 
 pytestmark = pytest.mark.needs_root

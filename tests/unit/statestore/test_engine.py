@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import anyio
-import errdefs
 import pytest
 from sqlalchemy import func, select, text
+
+import errdefs
 from statestore import load_node_id, open_store, sqlite_url
 from statestore.migrate import head_revision
 from statestore.models import ObjectId

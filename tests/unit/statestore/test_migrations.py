@@ -21,6 +21,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import NullPool
+
 from statestore import create_engine, open_store
 from statestore.migrate import current_revision, downgrade, revisions, upgrade
 from statestore.models import Base
