@@ -100,21 +100,34 @@ def _host_arch() -> str:
 
 
 class _ChunkReader(io.RawIOBase):
-    """Blocking file over an async chunk iterator; used only from the worker thread."""
+    """Blocking file over an async chunk iterator; used only from the worker thread.
+
+    Each hop to the event loop gathers up to ``_BATCH`` bytes, so small HTTP chunks do not
+    cost one thread round trip each; reads are served from a memoryview without copying
+    the rest of the buffer.
+    """
+
+    _BATCH = 1 << 20
 
     def __init__(self, chunks: AsyncIterator[bytes]) -> None:
         self._it = chunks
-        self._buf = b""
+        self._buf = memoryview(b"")
         self._eof = False
 
     def readable(self) -> bool:
         return True
 
     async def _next(self) -> bytes | None:
-        try:
-            return await self._it.__anext__()
-        except StopAsyncIteration:
-            return None
+        parts: list[bytes] = []
+        size = 0
+        while size < self._BATCH:
+            try:
+                chunk = await self._it.__anext__()
+            except StopAsyncIteration:
+                break
+            parts.append(chunk)
+            size += len(chunk)
+        return b"".join(parts) if parts else None
 
     def readinto(self, b: Any) -> int:
         while not self._buf and not self._eof:
@@ -122,7 +135,7 @@ class _ChunkReader(io.RawIOBase):
             if chunk is None:
                 self._eof = True
             else:
-                self._buf = bytes(chunk)
+                self._buf = memoryview(chunk)
         view = memoryview(b).cast("B")
         n = min(len(view), len(self._buf))
         view[:n] = self._buf[:n]
