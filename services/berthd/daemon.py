@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ import anyio
 import grpc
 
 from berthd.config import DaemonConfig
+from dockerapi.timefmt import now_rfc3339
 from gateway_svc.app import Backends, build_app
 from gateway_svc.http import HttpServer
 from gateway_svc.listeners import TlsConfig, open_listeners, serve
@@ -25,6 +27,7 @@ from images_svc.clients import ImagesClient
 from images_svc.service import ImagesService
 from images_svc.store import SqlImageStore
 from statestore import StateStore, load_node_id, open_store
+from statestore.nodes import register_node
 from system_svc import server as system_server
 from system_svc.clients import SystemClient
 from system_svc.service import BERTH_VERSION, EngineFacts, SystemAPI, SystemService
@@ -53,18 +56,19 @@ def _prepare_dirs(cfg: DaemonConfig) -> None:
 
 
 @asynccontextmanager
-async def _state(cfg: DaemonConfig) -> AsyncIterator[StateStore]:
+async def _state(cfg: DaemonConfig, node_id: str) -> AsyncIterator[StateStore]:
     url = cfg.effective_state_url()
     log.info("state store: %s", url.split("@")[-1] if "@" in url else url)
     state = await open_store(url)
     try:
+        await register_node(state, node_id, socket.gethostname(), now_rfc3339())
         yield state
     finally:
         await state.aclose()
 
 
 async def _host_images(cfg: DaemonConfig, stack: AsyncExitStack, node_id: str, hosted: Hosted) -> None:
-    state = await stack.enter_async_context(_state(cfg))
+    state = await stack.enter_async_context(_state(cfg, node_id))
     images = ImagesService(cfg.data_root, SqlImageStore(state, node_id), node_id)
     await images.reconcile()
     hosted.images = images
