@@ -36,8 +36,16 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         pass
     except Exception as e:
-        logging.getLogger("berthd").critical("berthd failed: %s", e, exc_info=cfg.debug)
+        for leaf in _leaves(e):
+            logging.getLogger("berthd").critical("berthd failed: %s", leaf, exc_info=cfg.debug)
         sys.exit(1)
+
+
+def _leaves(e: BaseException) -> list[BaseException]:
+    """The real errors inside (nested) exception groups, so the log names the cause."""
+    if isinstance(e, BaseExceptionGroup):
+        return [leaf for sub in e.exceptions for leaf in _leaves(sub)]
+    return [e]
 
 
 if __name__ == "__main__":
