@@ -27,6 +27,9 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
+	@# Both import roots on sys.path, so packages added later import without a reinstall.
+	@printf '%s\n' "$(CURDIR)/libs" "$(CURDIR)/services" > \
+		"$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/berth-src.pth"
 	@touch $@
 
 run: install

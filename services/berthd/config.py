@@ -11,7 +11,7 @@ from typing import Any
 __all__ = ["SERVICES", "ConfigError", "DaemonConfig", "parse_args"]
 
 # Services a --service flag may name; "gateway" is the REST front end.
-SERVICES = ("images", "containers", "networks", "volumes", "registry", "gateway")
+SERVICES = ("events", "images", "containers", "networks", "volumes", "registry", "gateway")
 
 DEFAULT_DATA_ROOT = "/var/lib/berth"
 DEFAULT_EXEC_ROOT = "/run/berth"

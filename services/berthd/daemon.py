@@ -16,6 +16,9 @@ import grpc
 
 from berthd.config import DaemonConfig
 from dockerapi.timefmt import now_rfc3339
+from events_svc import server as events_server
+from events_svc.bus import EventBus, EventsAPI
+from events_svc.clients import EventsClient
 from gateway_svc.app import Backends, build_app
 from gateway_svc.http import HttpServer
 from gateway_svc.listeners import TlsConfig, open_listeners, serve
@@ -45,6 +48,7 @@ class Hosted:
     names: list[str] = field(default_factory=list)
     system: SystemAPI | None = None
     images: ImagesAPI | None = None
+    events: EventsAPI | None = None
 
 
 def _prepare_dirs(cfg: DaemonConfig) -> None:
@@ -118,6 +122,13 @@ async def run_daemon(cfg: DaemonConfig) -> None:
              cfg.data_root, cfg.exec_root)
     async with AsyncExitStack() as stack:
         hosted = Hosted()
+        if cfg.service in ("", "events"):
+            bus = EventBus(node_id)
+            hosted.events = bus
+            hosted.servicers.append((events_server.add_to_server, events_server.EventsServicer(bus)))
+            hosted.names.append("berthapi.events.v1.Events")
+        else:
+            hosted.events = EventsClient(await _remote(cfg, stack, "events"))
         if cfg.service in ("", "images"):
             await _host_images(cfg, stack, node_id, hosted)
         elif cfg.service == "gateway":
@@ -134,7 +145,9 @@ async def run_daemon(cfg: DaemonConfig) -> None:
                 log.info("gRPC API listening on unix://%s", cfg.grpc_socket)
             if cfg.service in ("", "gateway"):
                 assert hosted.system is not None and hosted.images is not None
-                app = build_app(Backends(system=hosted.system, images=hosted.images),
+                assert hosted.events is not None
+                backends = Backends(system=hosted.system, images=hosted.images, events=hosted.events)
+                app = build_app(backends,
                                 data_root=cfg.data_root, version=BERTH_VERSION)
                 tls = _tls(cfg)
                 listeners = await open_listeners(cfg.effective_hosts(), tls,

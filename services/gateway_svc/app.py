@@ -6,6 +6,7 @@ from pathlib import Path
 
 from gateway_svc.backend import Backends
 from gateway_svc.router import Router
+from gateway_svc.routes.events import EventRoutes
 from gateway_svc.routes.images import ImageRoutes
 from gateway_svc.routes.system import SystemRoutes
 
@@ -17,4 +18,5 @@ def build_app(backends: Backends, data_root: Path, version: str) -> Router:
     router = Router(server_version=version)
     SystemRoutes(backends).register(router)
     ImageRoutes(backends, data_root).register(router)
+    EventRoutes(backends).register(router)
     return router

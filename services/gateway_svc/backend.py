@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from events_svc.bus import EventsAPI
 from images_svc.api import ImagesAPI
 from system_svc.service import SystemAPI
 
@@ -16,3 +17,4 @@ class Backends:
 
     system: SystemAPI
     images: ImagesAPI
+    events: EventsAPI

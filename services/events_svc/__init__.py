@@ -1,0 +1,1 @@
+"""The events service: a bounded history of what happened, fanned out to subscribers."""
