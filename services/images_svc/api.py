@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from images_svc.model import DeleteItem, HistoryItem, ImageRecord
+from images_svc.model import Change, DeleteItem, HistoryItem, ImageRecord, Snapshot
 
 __all__ = ["ImagesAPI", "ImportOptions", "ProgressEvent", "PruneReport"]
 
@@ -47,9 +47,10 @@ class PruneReport:
 class ImagesAPI(Protocol):
     """Everything callers can ask of the images service.
 
-    Errors are errdefs classes: NotFound ("No such image: <ref>"), InvalidArgument (bad
-    references, bad archives, digest mismatches), Conflict (rmi of an image in use or
-    referenced in several repositories without force).
+    Errors are errdefs classes: NotFound ("No such image: <ref>", "No such snapshot: <key>"),
+    InvalidArgument (bad references, bad archives, digest mismatches, snapshot keys that are not
+    64 lowercase hex), Conflict (rmi of an image in use by a snapshot or referenced in several
+    repositories without force), AlreadyExists (a snapshot key taken).
     """
 
     async def get_image(self, ref: str) -> ImageRecord:
@@ -88,4 +89,38 @@ class ImagesAPI(Protocol):
 
     async def prune_images(self, filters: dict[str, list[str]]) -> PruneReport:
         """Remove dangling (or all unused with dangling=false) images."""
+        ...
+
+    async def prepare_snapshot(self, key: str, image: str, labels: dict[str, str]) -> Snapshot:
+        """Make container ``key``'s rootfs snapshot over ``image``'s layers (not mounted).
+
+        Raises:
+            errdefs.InvalidArgument: ``key`` is not 64 lowercase hex.
+            errdefs.NotFound: no such image (or one of its layers is missing on disk).
+            errdefs.AlreadyExists: a snapshot ``key`` exists.
+        """
+        ...
+
+    async def get_snapshot(self, key: str) -> Snapshot:
+        """Return snapshot ``key``; NotFound "No such snapshot: <key>"."""
+        ...
+
+    async def list_snapshots(self) -> list[Snapshot]:
+        """Return every snapshot of this node, ordered by key."""
+        ...
+
+    async def remove_snapshot(self, key: str) -> None:
+        """Unmount and delete snapshot ``key`` with its upper dir; the image stays."""
+        ...
+
+    async def mount_snapshot(self, key: str) -> Snapshot:
+        """Mount the overlay at the snapshot's merged dir; idempotent."""
+        ...
+
+    async def unmount_snapshot(self, key: str) -> Snapshot:
+        """Unmount the snapshot's merged dir; idempotent."""
+        ...
+
+    async def snapshot_changes(self, key: str) -> list[Change]:
+        """docker diff of the snapshot: its upper dir against the image's layers."""
         ...

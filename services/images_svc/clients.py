@@ -12,7 +12,7 @@ from grpckit.client import stub
 from grpckit.errors import translate_errors
 from images_svc import convert
 from images_svc.api import ImportOptions, ProgressEvent, PruneReport
-from images_svc.model import DeleteItem, HistoryItem, ImageRecord
+from images_svc.model import Change, DeleteItem, HistoryItem, ImageRecord, Snapshot
 
 __all__ = ["ImagesClient"]
 
@@ -85,6 +85,41 @@ class ImagesClient:
         req = pb.PruneImagesRequest(filters=convert.filters_to_proto(filters))
         resp = await self._stub.PruneImages(req)
         return convert.prune_from_proto(resp)
+
+    @translate_errors
+    async def prepare_snapshot(self, key: str, image: str, labels: dict[str, str]) -> Snapshot:
+        req = pb.PrepareSnapshotRequest(key=key, image=image, labels=labels)
+        resp = await self._stub.PrepareSnapshot(req)
+        return convert.snapshot_from_proto(resp.snapshot)
+
+    @translate_errors
+    async def get_snapshot(self, key: str) -> Snapshot:
+        resp = await self._stub.GetSnapshot(pb.GetSnapshotRequest(key=key))
+        return convert.snapshot_from_proto(resp.snapshot)
+
+    @translate_errors
+    async def list_snapshots(self) -> list[Snapshot]:
+        resp = await self._stub.ListSnapshots(pb.ListSnapshotsRequest())
+        return [convert.snapshot_from_proto(m) for m in resp.snapshots]
+
+    @translate_errors
+    async def remove_snapshot(self, key: str) -> None:
+        await self._stub.RemoveSnapshot(pb.RemoveSnapshotRequest(key=key))
+
+    @translate_errors
+    async def mount_snapshot(self, key: str) -> Snapshot:
+        resp = await self._stub.MountSnapshot(pb.MountSnapshotRequest(key=key))
+        return convert.snapshot_from_proto(resp.snapshot)
+
+    @translate_errors
+    async def unmount_snapshot(self, key: str) -> Snapshot:
+        resp = await self._stub.UnmountSnapshot(pb.UnmountSnapshotRequest(key=key))
+        return convert.snapshot_from_proto(resp.snapshot)
+
+    @translate_errors
+    async def snapshot_changes(self, key: str) -> list[Change]:
+        resp = await self._stub.SnapshotChanges(pb.SnapshotChangesRequest(key=key))
+        return convert.changes_from_proto(list(resp.changes))
 
 
 async def _rechunk(data: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

@@ -5,13 +5,21 @@ from __future__ import annotations
 from berthapi.images.v1 import images_pb2 as pb
 from berthapi.types.v1 import types_pb2 as tpb
 from images_svc.api import ImportOptions, ProgressEvent, PruneReport
-from images_svc.model import DeleteItem, HistoryItem, ImageRecord
+from images_svc.model import (
+    Change,
+    ChangeKind,
+    DeleteItem,
+    HistoryItem,
+    ImageRecord,
+    Snapshot,
+)
 
 __all__ = [
-    "delete_items_from_proto", "delete_items_to_proto", "filters_from_proto", "filters_to_proto",
-    "history_from_proto", "history_to_proto", "image_from_proto", "image_to_proto",
-    "import_options_from_proto", "import_options_to_proto", "progress_from_proto",
-    "progress_to_proto", "prune_from_proto", "prune_to_proto",
+    "changes_from_proto", "changes_to_proto", "delete_items_from_proto", "delete_items_to_proto",
+    "filters_from_proto", "filters_to_proto", "history_from_proto", "history_to_proto",
+    "image_from_proto", "image_to_proto", "import_options_from_proto", "import_options_to_proto",
+    "progress_from_proto", "progress_to_proto", "prune_from_proto", "prune_to_proto",
+    "snapshot_from_proto", "snapshot_to_proto",
 ]
 
 
@@ -113,3 +121,28 @@ def prune_to_proto(rep: PruneReport) -> pb.PruneImagesResponse:
 def prune_from_proto(msg: pb.PruneImagesResponse) -> PruneReport:
     return PruneReport(deleted=delete_items_from_proto(list(msg.deleted)),
                        space_reclaimed=msg.space_reclaimed)
+
+
+def snapshot_to_proto(snap: Snapshot) -> pb.Snapshot:
+    return pb.Snapshot(
+        key=snap.key, image_id=snap.image_id, chain_ids=snap.chain_ids,
+        upper_dir=snap.upper_dir, work_dir=snap.work_dir, merged_dir=snap.merged_dir,
+        mounted=snap.mounted, created=snap.created, node_id=snap.node_id, labels=snap.labels,
+    )
+
+
+def snapshot_from_proto(msg: pb.Snapshot) -> Snapshot:
+    return Snapshot(
+        key=msg.key, image_id=msg.image_id, chain_ids=list(msg.chain_ids),
+        upper_dir=msg.upper_dir, work_dir=msg.work_dir, merged_dir=msg.merged_dir,
+        mounted=msg.mounted, created=msg.created, node_id=msg.node_id, labels=dict(msg.labels),
+    )
+
+
+def changes_to_proto(changes: list[Change]) -> list[pb.SnapshotChange]:
+    return [pb.SnapshotChange(path=c.path, kind=pb.ChangeKind.ValueType(int(c.kind)))
+            for c in changes]
+
+
+def changes_from_proto(msgs: list[pb.SnapshotChange]) -> list[Change]:
+    return [Change(path=m.path, kind=ChangeKind(m.kind)) for m in msgs]

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import IntEnum
 
-__all__ = ["DeleteItem", "HistoryItem", "ImageRecord", "LayerRecord"]
+__all__ = [
+    "Change", "ChangeKind", "DeleteItem", "HistoryItem", "ImageRecord", "LayerRecord", "Snapshot",
+    "SnapshotRecord",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,3 +62,47 @@ class HistoryItem:
     tags: list[str]
     size: int
     comment: str
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotRecord:
+    """What the state store keeps about one snapshot (a container's rootfs)."""
+
+    key: str  # the container id: 64 lowercase hex
+    image_id: str  # "sha256:<hex>"
+    chain_ids: list[str]  # the lower layers, bottom first
+    created: str  # RFC 3339
+    node_id: str
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A snapshot as callers see it: the record plus its paths and mount state."""
+
+    key: str
+    image_id: str
+    chain_ids: list[str]
+    upper_dir: str
+    work_dir: str
+    merged_dir: str
+    mounted: bool
+    created: str
+    node_id: str
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+class ChangeKind(IntEnum):
+    """docker diff change types, with Docker's numbers."""
+
+    MODIFIED = 0
+    ADDED = 1
+    DELETED = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One changed path of a snapshot ("/etc/motd")."""
+
+    path: str
+    kind: ChangeKind

@@ -80,6 +80,47 @@ class ImagesServicer(pbg.ImagesServicer):
         return convert.prune_to_proto(rep)
 
 
+    async def PrepareSnapshot(
+        self, req: pb.PrepareSnapshotRequest, ctx: Any
+    ) -> pb.PrepareSnapshotResponse:
+        snap = await self._api.prepare_snapshot(req.key, req.image, dict(req.labels))
+        return pb.PrepareSnapshotResponse(snapshot=convert.snapshot_to_proto(snap))
+
+    async def GetSnapshot(self, req: pb.GetSnapshotRequest, ctx: Any) -> pb.GetSnapshotResponse:
+        snap = await self._api.get_snapshot(req.key)
+        return pb.GetSnapshotResponse(snapshot=convert.snapshot_to_proto(snap))
+
+    async def ListSnapshots(
+        self, req: pb.ListSnapshotsRequest, ctx: Any
+    ) -> pb.ListSnapshotsResponse:
+        snaps = await self._api.list_snapshots()
+        return pb.ListSnapshotsResponse(snapshots=[convert.snapshot_to_proto(s) for s in snaps])
+
+    async def RemoveSnapshot(
+        self, req: pb.RemoveSnapshotRequest, ctx: Any
+    ) -> pb.RemoveSnapshotResponse:
+        await self._api.remove_snapshot(req.key)
+        return pb.RemoveSnapshotResponse()
+
+    async def MountSnapshot(
+        self, req: pb.MountSnapshotRequest, ctx: Any
+    ) -> pb.MountSnapshotResponse:
+        snap = await self._api.mount_snapshot(req.key)
+        return pb.MountSnapshotResponse(snapshot=convert.snapshot_to_proto(snap))
+
+    async def UnmountSnapshot(
+        self, req: pb.UnmountSnapshotRequest, ctx: Any
+    ) -> pb.UnmountSnapshotResponse:
+        snap = await self._api.unmount_snapshot(req.key)
+        return pb.UnmountSnapshotResponse(snapshot=convert.snapshot_to_proto(snap))
+
+    async def SnapshotChanges(
+        self, req: pb.SnapshotChangesRequest, ctx: Any
+    ) -> pb.SnapshotChangesResponse:
+        changes = await self._api.snapshot_changes(req.key)
+        return pb.SnapshotChangesResponse(changes=convert.changes_to_proto(changes))
+
+
 async def _chunks(reqs: AsyncIterator[pb.ImportImageRequest]) -> AsyncIterator[bytes]:
     async for r in reqs:
         if r.HasField("chunk"):

@@ -1,4 +1,4 @@
-"""ImagesService: image records, import/load/save, tags, rmi, prune and history, transport-free."""
+"""ImagesService: image records, import/load/save, tags, rmi, prune, history and snapshots, transport-free."""
 
 from __future__ import annotations
 
@@ -21,7 +21,16 @@ from images_svc.archive import ArchiveImage, SaveImage, read_archive, write_arch
 from images_svc.changes import apply_changes
 from images_svc.content import ContentStore
 from images_svc.layers import LayerStore, chain_ids
-from images_svc.model import DeleteItem, HistoryItem, ImageRecord, LayerRecord
+from images_svc.model import (
+    Change,
+    DeleteItem,
+    HistoryItem,
+    ImageRecord,
+    LayerRecord,
+    Snapshot,
+    SnapshotRecord,
+)
+from images_svc.snapshots import Snapshotter, mount_points, validate_key
 from images_svc.store import ImageStore
 
 __all__ = ["ImagesService", "host_arch"]
@@ -60,10 +69,14 @@ class ImagesService:
     def __init__(self, data_root: Path, store: ImageStore, node_id: str) -> None:
         self._content = ContentStore(data_root / "content")
         self._layers = LayerStore(data_root / "layers")
+        self._snapshots = Snapshotter(data_root, self._layers)
         self._store = store
         self._node_id = node_id
-        # One writer at a time for record changes that read-modify-write (tags, rmi, prune).
+        # One writer at a time for record changes that read-modify-write (tags, rmi, prune,
+        # and snapshot records, which pin their image).
         self._lock = anyio.Lock()
+        # One snapshot state change (prepare, mount, unmount, remove) at a time.
+        self._snap_lock = anyio.Lock()
 
     @property
     def content(self) -> ContentStore:
@@ -76,7 +89,11 @@ class ImagesService:
     # -- start-up -------------------------------------------------------------------------
 
     async def reconcile(self) -> None:
-        """Remove what a crash left half-made: ingest files, temp layers, orphans of both."""
+        """Remove what a crash left half-made: ingest files, temp layers, orphans of both.
+
+        Snapshot dirs without a record are removed; recorded snapshots missing dirs get them
+        back (upper content is never deleted), and mounted ones stay mounted.
+        """
         await self._content.reconcile()
         present = set(await self._layers.reconcile())
         known = {lr.chain_id for lr in await self._store.list_layers()}
@@ -91,6 +108,9 @@ class ImagesService:
             if digest not in keep:
                 log.info("removing unreferenced blob %s", digest)
                 await self._content.delete(digest)
+        snaps = {r.key for r in await self._store.list_snapshots()}
+        async with self._snap_lock:
+            await anyio.to_thread.run_sync(self._snapshots.reconcile, snaps)
 
     # -- lookups --------------------------------------------------------------------------
 
@@ -371,7 +391,15 @@ class ImagesService:
                 raise errdefs.NotFound(f"No such image: {ref}")
             items: list[DeleteItem] = []
             by_name = _named_ref(ref, rec)
+            users = await self._store.snapshots_of(rec.id)
             if by_name is not None:
+                if users and not force and _single_repository(rec):
+                    # Untagging would leave an image in use dangling: Docker wants -f.
+                    raise errdefs.Conflict(
+                        f'conflict: unable to remove repository reference "{ref}" (must force)'
+                        f" - container {users[0][:12]} is using its referenced image "
+                        f"{_short(rec.id)}"
+                    )
                 if by_name in rec.repo_tags:
                     await self._store.remove_tag(by_name)
                     rec.repo_tags.remove(by_name)
@@ -400,17 +428,28 @@ class ImagesService:
                     f"conflict: unable to delete {_short(rec.id)} (cannot be forced) - "
                     "image has dependent child images"
                 )
+            if users and not force:
+                if by_name is not None:
+                    return items
+                raise errdefs.Conflict(
+                    f"conflict: unable to delete {_short(rec.id)} (must be forced) - "
+                    f"image is being used by stopped container {users[0][:12]}"
+                )
             for t in list(rec.repo_tags):
                 await self._store.remove_tag(t)
                 items.append(DeleteItem(untagged=familiar(t)))
             for d in list(rec.repo_digests):
                 await self._store.remove_digest(d)
                 items.append(DeleteItem(untagged=familiar(d)))
+            if users:
+                # Forced: untagged only; the record (and its layers) stay while snapshots do.
+                return items
             items.extend((await self._delete(rec))[0])
             parent = rec.parent
             while parent and not noprune:
                 prec = await self._store.get(parent)
-                if prec is None or prec.repo_tags or await self._store.children(prec.id):
+                if (prec is None or prec.repo_tags or await self._store.children(prec.id)
+                        or await self._store.snapshots_of(prec.id)):
                     break
                 items.extend((await self._delete(prec))[0])
                 parent = prec.parent
@@ -488,6 +527,8 @@ class ImagesService:
                     continue
                 if await self._store.get(rec.id) is None or await self._store.children(rec.id):
                     continue
+                if await self._store.snapshots_of(rec.id):
+                    continue  # in use by a container
                 for t in rec.repo_tags:
                     await self._store.remove_tag(t)
                     deleted.append(DeleteItem(untagged=familiar(t)))
@@ -498,6 +539,88 @@ class ImagesService:
                 reclaimed += freed
                 deleted.extend(items)
         return PruneReport(deleted=deleted, space_reclaimed=reclaimed)
+
+    # -- snapshots ------------------------------------------------------------------------
+
+    async def prepare_snapshot(self, key: str, image: str, labels: dict[str, str]) -> Snapshot:
+        validate_key(key)
+        async with self._snap_lock, self._lock:
+            rec = await self.get_image(image)
+            if await self._store.get_snapshot(key) is not None:
+                raise errdefs.AlreadyExists(f"snapshot {key} already exists")
+            chains = list(rec.chain_ids)
+            missing = await anyio.to_thread.run_sync(
+                lambda: [c for c in chains if not self._layers.has(c)]
+            )
+            if missing:
+                raise errdefs.NotFound(f"layer {missing[0]} of image {rec.id} not found")
+            # Dirs first, record second: a crash in between leaves an orphan dir for reconcile.
+            await anyio.to_thread.run_sync(self._snapshots.create, key)
+            snap = SnapshotRecord(key=key, image_id=rec.id, chain_ids=list(rec.chain_ids),
+                                  created=now_rfc3339(), node_id=self._node_id,
+                                  labels=dict(labels))
+            try:
+                await self._store.put_snapshot(snap)
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(self._snapshots.remove, key)
+                raise
+        return self._view(snap, mounted=False)
+
+    async def get_snapshot(self, key: str) -> Snapshot:
+        rec = await self._snapshot_record(key)
+        mounts = await anyio.to_thread.run_sync(mount_points)
+        return self._view(rec, self._snapshots.is_mounted(key, mounts))
+
+    async def list_snapshots(self) -> list[Snapshot]:
+        recs = await self._store.list_snapshots()
+        mounts = await anyio.to_thread.run_sync(mount_points)
+        return [self._view(r, self._snapshots.is_mounted(r.key, mounts)) for r in recs]
+
+    async def remove_snapshot(self, key: str) -> None:
+        async with self._snap_lock:
+            await self._snapshot_record(key)
+            # Unmount before the record goes: a busy mount keeps the snapshot whole.
+            await anyio.to_thread.run_sync(self._snapshots.unmount, key)
+            async with self._lock:
+                await self._store.delete_snapshot(key)
+            # A crash from here on leaves an unrecorded dir, which reconcile removes.
+            await anyio.to_thread.run_sync(self._snapshots.remove, key)
+
+    async def mount_snapshot(self, key: str) -> Snapshot:
+        async with self._snap_lock:
+            rec = await self._snapshot_record(key)
+            await anyio.to_thread.run_sync(self._snapshots.mount, key, rec.chain_ids)
+        return self._view(rec, mounted=True)
+
+    async def unmount_snapshot(self, key: str) -> Snapshot:
+        async with self._snap_lock:
+            rec = await self._snapshot_record(key)
+            await anyio.to_thread.run_sync(self._snapshots.unmount, key)
+        return self._view(rec, mounted=False)
+
+    async def snapshot_changes(self, key: str) -> list[Change]:
+        rec = await self._snapshot_record(key)
+        return await anyio.to_thread.run_sync(self._snapshots.changes, key, rec.chain_ids)
+
+    async def _snapshot_record(self, key: str) -> SnapshotRecord:
+        rec = await self._store.get_snapshot(validate_key(key))
+        if rec is None:
+            raise errdefs.NotFound(f"No such snapshot: {key}")
+        return rec
+
+    def _view(self, rec: SnapshotRecord, mounted: bool) -> Snapshot:
+        p = self._snapshots.paths(rec.key)
+        return Snapshot(
+            key=rec.key, image_id=rec.image_id, chain_ids=list(rec.chain_ids),
+            upper_dir=str(p.upper), work_dir=str(p.work), merged_dir=str(p.merged),
+            mounted=mounted, created=rec.created, node_id=rec.node_id, labels=dict(rec.labels),
+        )
+
+
+def _single_repository(rec: ImageRecord) -> bool:
+    """Docker's isSingleReference: every tag and digest reference is in one repository."""
+    return len({parse_reference(r).name for r in [*rec.repo_tags, *rec.repo_digests]}) <= 1
 
 
 def _is_hex(s: str) -> bool:

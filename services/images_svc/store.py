@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement, Executable, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import errdefs
-from images_svc.model import ImageRecord, LayerRecord
+from images_svc.model import ImageRecord, LayerRecord, SnapshotRecord
 from statestore import StateStore
 from statestore.models import (
     Image,
@@ -22,6 +24,7 @@ from statestore.models import (
     Layer,
     ObjectId,
 )
+from statestore.models.images import ImgSnapshot
 
 __all__ = ["ImageStore", "SqlImageStore"]
 
@@ -144,6 +147,32 @@ class ImageStore(Protocol):
         That is each image's config (its id), manifest and manifest layer blobs, plus the
         digests named by digest references (a manifest list pulled by digest may be kept too).
         """
+        ...
+
+    async def put_snapshot(self, rec: SnapshotRecord) -> None:
+        """Record a snapshot of an existing image.
+
+        Raises:
+            errdefs.InvalidArgument: the record belongs to another node.
+            errdefs.NotFound: no image ``rec.image_id`` ("No such image: <id>").
+            errdefs.AlreadyExists: a snapshot ``rec.key`` exists already.
+        """
+        ...
+
+    async def get_snapshot(self, key: str) -> SnapshotRecord | None:
+        """Return the snapshot ``key``, or None."""
+        ...
+
+    async def list_snapshots(self) -> list[SnapshotRecord]:
+        """Return every snapshot of this node, ordered by key."""
+        ...
+
+    async def delete_snapshot(self, key: str) -> bool:
+        """Delete the snapshot record ``key`` (never its image); return whether it existed."""
+        ...
+
+    async def snapshots_of(self, image_id: str) -> list[str]:
+        """Return the keys of the snapshots of ``image_id``, ordered by key."""
         ...
 
 
@@ -434,6 +463,71 @@ class SqlImageStore:
                 if digest:
                     blobs.add(digest)
             return blobs
+
+    # -- snapshots ------------------------------------------------------------------------
+
+    async def put_snapshot(self, rec: SnapshotRecord) -> None:
+        if rec.node_id != self._node:
+            raise errdefs.InvalidArgument(f"snapshot {rec.key} belongs to node {rec.node_id}")
+        row = {
+            "node_id": self._node, "key": rec.key, "image_id": rec.image_id,
+            "chain_ids": json.dumps(rec.chain_ids), "created": rec.created,
+            "labels": json.dumps(rec.labels, sort_keys=True),
+        }
+        try:
+            async with self._state.session() as s:
+                # Lock the image row so a concurrent delete_image cannot slip in between.
+                hit = await s.scalar(
+                    select(Image.id)
+                    .where(Image.node_id == self._node, Image.id == rec.image_id)
+                    .with_for_update()
+                )
+                if hit is None:
+                    raise errdefs.NotFound(f"No such image: {rec.image_id}")
+                res = await s.execute(self._insert_ignore(ImgSnapshot, [row]))
+                if _rowcount(res) == 0:
+                    raise errdefs.AlreadyExists(f"snapshot {rec.key} already exists")
+        except IntegrityError:
+            # The image went away between the check and the insert (foreign key).
+            raise errdefs.NotFound(f"No such image: {rec.image_id}") from None
+
+    async def get_snapshot(self, key: str) -> SnapshotRecord | None:
+        found = await self._snapshots(ImgSnapshot.key == key)
+        return found[0] if found else None
+
+    async def list_snapshots(self) -> list[SnapshotRecord]:
+        return await self._snapshots(None)
+
+    async def delete_snapshot(self, key: str) -> bool:
+        async with self._state.session() as s:
+            res = await s.execute(
+                delete(ImgSnapshot).where(ImgSnapshot.node_id == self._node, ImgSnapshot.key == key)
+            )
+            return _rowcount(res) > 0
+
+    async def snapshots_of(self, image_id: str) -> list[str]:
+        async with self._state.session(readonly=True) as s:
+            return list(
+                await s.scalars(
+                    select(ImgSnapshot.key)
+                    .where(ImgSnapshot.node_id == self._node, ImgSnapshot.image_id == image_id)
+                    .order_by(ImgSnapshot.key)
+                )
+            )
+
+    async def _snapshots(self, where: ColumnElement[bool] | None) -> list[SnapshotRecord]:
+        q = select(ImgSnapshot).where(ImgSnapshot.node_id == self._node).order_by(ImgSnapshot.key)
+        if where is not None:
+            q = q.where(where)
+        async with self._state.session(readonly=True) as s:
+            return [
+                SnapshotRecord(
+                    key=r.key, image_id=r.image_id, chain_ids=list(json.loads(r.chain_ids)),
+                    created=r.created, node_id=r.node_id,
+                    labels={str(k): str(v) for k, v in json.loads(r.labels).items()},
+                )
+                for r in await s.scalars(q)
+            ]
 
     # -- helpers --------------------------------------------------------------------------
 

@@ -10,6 +10,9 @@ The image's chain ids live in ``img_image_layers`` (one row per position) rather
 column, so "is this layer still used" is an indexed query and a foreign key keeps every chain id
 pointing at an existing ``img_layers`` row. ``img_manifest_layers`` keeps the manifest's layer
 descriptors (media type, blob digest, size) in order, for the content store's garbage collection.
+
+``img_snapshots`` records each container rootfs snapshot (key = container id). Its foreign key to
+``img_images`` has no cascade: an image with snapshots is in use and cannot be deleted.
 """
 
 from __future__ import annotations
@@ -21,12 +24,15 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .common import NODE_ID_LEN, Base
 
-__all__ = ["Image", "ImageLayer", "ImageManifestLayer", "ImgDigest", "ImgTag", "Layer"]
+__all__ = [
+    "Image", "ImageLayer", "ImageManifestLayer", "ImgDigest", "ImgSnapshot", "ImgTag", "Layer",
+]
 
 DIGEST_LEN = 71  # "sha256:" + 64 hex
 REF_LEN = 512
@@ -139,3 +145,23 @@ class ImgDigest(Base):
     ref: Mapped[str] = mapped_column(String(REF_LEN), primary_key=True)
     image_id: Mapped[str] = mapped_column(String(DIGEST_LEN))
 
+
+
+class ImgSnapshot(Base):
+    """A container's rootfs snapshot: overlay of ``image_id``'s layers plus a writable upper dir."""
+
+    __tablename__ = "img_snapshots"
+    __table_args__ = (
+        # No cascade: deleting an image that snapshots use must fail.
+        ForeignKeyConstraint(
+            ["node_id", "image_id"], ["img_images.node_id", "img_images.id"]
+        ),
+        Index(None, "node_id", "image_id"),
+    )
+
+    node_id: Mapped[str] = mapped_column(String(NODE_ID_LEN), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)  # container id, 64 hex
+    image_id: Mapped[str] = mapped_column(String(DIGEST_LEN))
+    chain_ids: Mapped[str] = mapped_column(Text)  # JSON list of chain ids, bottom first
+    created: Mapped[str] = mapped_column(String(40))  # RFC 3339
+    labels: Mapped[str] = mapped_column(Text)  # JSON object of string labels

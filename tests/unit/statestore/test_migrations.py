@@ -105,8 +105,30 @@ def _check_0001(c: Connection) -> None:
     assert c.execute(text("SELECT hostname FROM nodes")).all() == [("host-a",)]
 
 
+SNAP_KEY = "8" * 64
+SNAP_LABELS = '{"com.example.role": "web"}'
+
+
+def _insert_0002(c: Connection) -> None:
+    # A snapshot of the 0001 image (the rows of earlier revisions are present by now).
+    c.execute(
+        text(
+            "INSERT INTO img_snapshots (node_id, key, image_id, chain_ids, created, labels) "
+            "VALUES (:n, :k, :img, :chains, '2024-01-03T00:00:00Z', :labels)"
+        ),
+        {"n": NODE, "k": SNAP_KEY, "img": IMG, "chains": f'["{CHAIN}"]', "labels": SNAP_LABELS},
+    )
+
+
+def _check_0002(c: Connection) -> None:
+    assert c.execute(
+        text("SELECT node_id, key, image_id, chain_ids, created, labels FROM img_snapshots")
+    ).all() == [(NODE, SNAP_KEY, IMG, f'["{CHAIN}"]', "2024-01-03T00:00:00Z", SNAP_LABELS)]
+
+
 DATA_TESTS: dict[str, DataTest] = {
     "0001": DataTest(_insert_0001, _check_0001),
+    "0002": DataTest(_insert_0002, _check_0002),
 }
 
 

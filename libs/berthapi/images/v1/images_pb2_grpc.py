@@ -80,6 +80,41 @@ class ImagesStub:
                 request_serializer=berthapi_dot_images_dot_v1_dot_images__pb2.PruneImagesRequest.SerializeToString,
                 response_deserializer=berthapi_dot_images_dot_v1_dot_images__pb2.PruneImagesResponse.FromString,
                 _registered_method=True)
+        self.PrepareSnapshot = channel.unary_unary(
+                '/berthapi.images.v1.Images/PrepareSnapshot',
+                request_serializer=berthapi_dot_images_dot_v1_dot_images__pb2.PrepareSnapshotRequest.SerializeToString,
+                response_deserializer=berthapi_dot_images_dot_v1_dot_images__pb2.PrepareSnapshotResponse.FromString,
+                _registered_method=True)
+        self.GetSnapshot = channel.unary_unary(
+                '/berthapi.images.v1.Images/GetSnapshot',
+                request_serializer=berthapi_dot_images_dot_v1_dot_images__pb2.GetSnapshotRequest.SerializeToString,
+                response_deserializer=berthapi_dot_images_dot_v1_dot_images__pb2.GetSnapshotResponse.FromString,
+                _registered_method=True)
+        self.ListSnapshots = channel.unary_unary(
+                '/berthapi.images.v1.Images/ListSnapshots',
+                request_serializer=berthapi_dot_images_dot_v1_dot_images__pb2.ListSnapshotsRequest.SerializeToString,
+                response_deserializer=berthapi_dot_images_dot_v1_dot_images__pb2.ListSnapshotsResponse.FromString,
+                _registered_method=True)
+        self.RemoveSnapshot = channel.unary_unary(
+                '/berthapi.images.v1.Images/RemoveSnapshot',
+                request_serializer=berthapi_dot_images_dot_v1_dot_images__pb2.RemoveSnapshotRequest.SerializeToString,
+                response_deserializer=berthapi_dot_images_dot_v1_dot_images__pb2.RemoveSnapshotResponse.FromString,
+                _registered_method=True)
+        self.MountSnapshot = channel.unary_unary(
+                '/berthapi.images.v1.Images/MountSnapshot',
+                request_serializer=berthapi_dot_images_dot_v1_dot_images__pb2.MountSnapshotRequest.SerializeToString,
+                response_deserializer=berthapi_dot_images_dot_v1_dot_images__pb2.MountSnapshotResponse.FromString,
+                _registered_method=True)
+        self.UnmountSnapshot = channel.unary_unary(
+                '/berthapi.images.v1.Images/UnmountSnapshot',
+                request_serializer=berthapi_dot_images_dot_v1_dot_images__pb2.UnmountSnapshotRequest.SerializeToString,
+                response_deserializer=berthapi_dot_images_dot_v1_dot_images__pb2.UnmountSnapshotResponse.FromString,
+                _registered_method=True)
+        self.SnapshotChanges = channel.unary_unary(
+                '/berthapi.images.v1.Images/SnapshotChanges',
+                request_serializer=berthapi_dot_images_dot_v1_dot_images__pb2.SnapshotChangesRequest.SerializeToString,
+                response_deserializer=berthapi_dot_images_dot_v1_dot_images__pb2.SnapshotChangesResponse.FromString,
+                _registered_method=True)
 
 
 class ImagesServicer:
@@ -151,6 +186,61 @@ class ImagesServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PrepareSnapshot(self, request, context):
+        """PrepareSnapshot makes a container's root filesystem snapshot: a fresh, empty upper dir over
+        the image's layers (not mounted yet). NOT_FOUND "No such image: <ref>"; ALREADY_EXISTS when
+        the key is taken; INVALID_ARGUMENT when the key is not 64 lowercase hex. An image with
+        snapshots is in use: RemoveImage refuses to delete it and PruneImages skips it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSnapshot(self, request, context):
+        """GetSnapshot returns one snapshot. NOT_FOUND "No such snapshot: <key>".
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSnapshots(self, request, context):
+        """ListSnapshots lists this node's snapshots, ordered by key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveSnapshot(self, request, context):
+        """RemoveSnapshot unmounts the snapshot and deletes it with its upper dir (the container's
+        writable layer). The image stays, even when this was its last snapshot.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MountSnapshot(self, request, context):
+        """MountSnapshot mounts the overlay at merged_dir; mounting a mounted snapshot changes nothing.
+        The mount outlives berth restarts until UnmountSnapshot or RemoveSnapshot.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnmountSnapshot(self, request, context):
+        """UnmountSnapshot unmounts merged_dir; unmounting an unmounted snapshot changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SnapshotChanges(self, request, context):
+        """SnapshotChanges lists what the upper dir changes against the image (docker diff), in
+        walk order (parents before children, names sorted). Works mounted or not.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ImagesServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -198,6 +288,41 @@ def add_ImagesServicer_to_server(servicer, server):
                     servicer.PruneImages,
                     request_deserializer=berthapi_dot_images_dot_v1_dot_images__pb2.PruneImagesRequest.FromString,
                     response_serializer=berthapi_dot_images_dot_v1_dot_images__pb2.PruneImagesResponse.SerializeToString,
+            ),
+            'PrepareSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.PrepareSnapshot,
+                    request_deserializer=berthapi_dot_images_dot_v1_dot_images__pb2.PrepareSnapshotRequest.FromString,
+                    response_serializer=berthapi_dot_images_dot_v1_dot_images__pb2.PrepareSnapshotResponse.SerializeToString,
+            ),
+            'GetSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSnapshot,
+                    request_deserializer=berthapi_dot_images_dot_v1_dot_images__pb2.GetSnapshotRequest.FromString,
+                    response_serializer=berthapi_dot_images_dot_v1_dot_images__pb2.GetSnapshotResponse.SerializeToString,
+            ),
+            'ListSnapshots': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSnapshots,
+                    request_deserializer=berthapi_dot_images_dot_v1_dot_images__pb2.ListSnapshotsRequest.FromString,
+                    response_serializer=berthapi_dot_images_dot_v1_dot_images__pb2.ListSnapshotsResponse.SerializeToString,
+            ),
+            'RemoveSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveSnapshot,
+                    request_deserializer=berthapi_dot_images_dot_v1_dot_images__pb2.RemoveSnapshotRequest.FromString,
+                    response_serializer=berthapi_dot_images_dot_v1_dot_images__pb2.RemoveSnapshotResponse.SerializeToString,
+            ),
+            'MountSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.MountSnapshot,
+                    request_deserializer=berthapi_dot_images_dot_v1_dot_images__pb2.MountSnapshotRequest.FromString,
+                    response_serializer=berthapi_dot_images_dot_v1_dot_images__pb2.MountSnapshotResponse.SerializeToString,
+            ),
+            'UnmountSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnmountSnapshot,
+                    request_deserializer=berthapi_dot_images_dot_v1_dot_images__pb2.UnmountSnapshotRequest.FromString,
+                    response_serializer=berthapi_dot_images_dot_v1_dot_images__pb2.UnmountSnapshotResponse.SerializeToString,
+            ),
+            'SnapshotChanges': grpc.unary_unary_rpc_method_handler(
+                    servicer.SnapshotChanges,
+                    request_deserializer=berthapi_dot_images_dot_v1_dot_images__pb2.SnapshotChangesRequest.FromString,
+                    response_serializer=berthapi_dot_images_dot_v1_dot_images__pb2.SnapshotChangesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -443,6 +568,195 @@ class Images:
             '/berthapi.images.v1.Images/PruneImages',
             berthapi_dot_images_dot_v1_dot_images__pb2.PruneImagesRequest.SerializeToString,
             berthapi_dot_images_dot_v1_dot_images__pb2.PruneImagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PrepareSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/berthapi.images.v1.Images/PrepareSnapshot',
+            berthapi_dot_images_dot_v1_dot_images__pb2.PrepareSnapshotRequest.SerializeToString,
+            berthapi_dot_images_dot_v1_dot_images__pb2.PrepareSnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/berthapi.images.v1.Images/GetSnapshot',
+            berthapi_dot_images_dot_v1_dot_images__pb2.GetSnapshotRequest.SerializeToString,
+            berthapi_dot_images_dot_v1_dot_images__pb2.GetSnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSnapshots(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/berthapi.images.v1.Images/ListSnapshots',
+            berthapi_dot_images_dot_v1_dot_images__pb2.ListSnapshotsRequest.SerializeToString,
+            berthapi_dot_images_dot_v1_dot_images__pb2.ListSnapshotsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/berthapi.images.v1.Images/RemoveSnapshot',
+            berthapi_dot_images_dot_v1_dot_images__pb2.RemoveSnapshotRequest.SerializeToString,
+            berthapi_dot_images_dot_v1_dot_images__pb2.RemoveSnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MountSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/berthapi.images.v1.Images/MountSnapshot',
+            berthapi_dot_images_dot_v1_dot_images__pb2.MountSnapshotRequest.SerializeToString,
+            berthapi_dot_images_dot_v1_dot_images__pb2.MountSnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnmountSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/berthapi.images.v1.Images/UnmountSnapshot',
+            berthapi_dot_images_dot_v1_dot_images__pb2.UnmountSnapshotRequest.SerializeToString,
+            berthapi_dot_images_dot_v1_dot_images__pb2.UnmountSnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SnapshotChanges(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/berthapi.images.v1.Images/SnapshotChanges',
+            berthapi_dot_images_dot_v1_dot_images__pb2.SnapshotChangesRequest.SerializeToString,
+            berthapi_dot_images_dot_v1_dot_images__pb2.SnapshotChangesResponse.FromString,
             options,
             channel_credentials,
             insecure,
