@@ -73,7 +73,7 @@ async def _state(cfg: DaemonConfig, node_id: str) -> AsyncIterator[StateStore]:
 
 async def _host_images(cfg: DaemonConfig, stack: AsyncExitStack, node_id: str, hosted: Hosted) -> None:
     state = await stack.enter_async_context(_state(cfg, node_id))
-    images = ImagesService(cfg.data_root, SqlImageStore(state, node_id), node_id)
+    images = ImagesService(cfg.data_root, SqlImageStore(state, node_id), node_id, hosted.events)
     await images.reconcile()
     hosted.images = images
     hosted.servicers.append((images_server.add_to_server, images_server.ImagesServicer(images)))

@@ -13,7 +13,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 
 from dockerapi import filters as dfilters
-from events_svc.model import FILTER_KEYS, Event
+from events_svc.model import Event, validate_filters
 
 __all__ = ["EventBus", "EventsAPI", "matches"]
 
@@ -70,13 +70,10 @@ def matches(ev: Event, filters: dict[str, list[str]]) -> bool:
             if not (_fuzzy(values, ev.actor_id) or ev.attributes.get("name", "") in values):
                 return False
         if key == "image":
-            names = {ev.attributes.get("image", ""), ev.attributes.get("name", "")}
-            names |= {_strip_tag(n) for n in names}
-            ok = any(v in names or _strip_tag(v) in names for v in values)
-            if ev.type == "image":
-                ok = ok or _fuzzy([v.removeprefix("sha256:") for v in values],
-                                  ev.actor_id.removeprefix("sha256:"))
-            if not ok:
+            # moby matchImage: the filter value against the id, the name, and both untagged.
+            name = ev.attributes.get("name" if ev.type == "image" else "image", "")
+            candidates = {ev.actor_id, name, _strip_tag(ev.actor_id), _strip_tag(name)}
+            if not any(v in candidates for v in values):
                 return False
     return True
 
@@ -106,7 +103,7 @@ class EventBus:
     async def subscribe(
         self, since_nano: int, until_nano: int, filters: dict[str, list[str]]
     ) -> AsyncIterator[Event]:
-        dfilters.validate(filters, FILTER_KEYS)
+        validate_filters(filters)
         send, receive = anyio.create_memory_object_stream[Event](SUBSCRIBER_BUFFER)
         # Register before replaying, so nothing published meanwhile is lost.
         self._subscribers.add(send)

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["FILTER_KEYS", "Event"]
+from dockerapi import filters as dfilters
+
+__all__ = ["FILTER_KEYS", "Event", "validate_filters"]
 
 # Docker's /events filter keys.
 FILTER_KEYS = {"config", "container", "daemon", "event", "image", "label", "network", "node",
                "plugin", "scope", "secret", "service", "type", "volume"}
+
+
+def validate_filters(filters: dict[str, list[str]]) -> None:
+    """Raise errdefs.InvalidArgument ("invalid filter 'x'") for keys Docker does not know."""
+    dfilters.validate(filters, FILTER_KEYS)
 
 
 @dataclass(frozen=True, slots=True)

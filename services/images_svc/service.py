@@ -16,6 +16,8 @@ import errdefs
 from dockerapi import filters as dfilters
 from dockerapi.reference import Reference, parse_reference
 from dockerapi.timefmt import now_rfc3339, rfc3339_seconds
+from events_svc.bus import EventsAPI
+from events_svc.model import Event
 from images_svc.api import ImportOptions, ProgressEvent, PruneReport
 from images_svc.archive import ArchiveImage, SaveImage, read_archive, write_archive
 from images_svc.changes import apply_changes
@@ -66,7 +68,10 @@ def familiar(ref: str) -> str:
 class ImagesService:
     """The images service's logic over a content store, a layer store and an ImageStore."""
 
-    def __init__(self, data_root: Path, store: ImageStore, node_id: str) -> None:
+    def __init__(
+        self, data_root: Path, store: ImageStore, node_id: str, events: EventsAPI | None = None
+    ) -> None:
+        self._events = events
         self._content = ContentStore(data_root / "content")
         self._layers = LayerStore(data_root / "layers")
         self._snapshots = Snapshotter(data_root, self._layers)
@@ -111,6 +116,17 @@ class ImagesService:
         snaps = {r.key for r in await self._store.list_snapshots()}
         async with self._snap_lock:
             await anyio.to_thread.run_sync(self._snapshots.reconcile, snaps)
+
+    # -- events ----------------------------------------------------------------------------
+
+    async def _emit(self, action: str, image_id: str, name: str) -> None:
+        """Publish an image event (after the change is committed)."""
+        if self._events is not None:
+            await self._events.publish(Event("image", action, image_id, {"name": name}))
+
+    async def _untag(self, ref: str, image_id: str) -> None:
+        await self._store.remove_tag(ref)
+        await self._emit("untag", image_id, familiar(ref))
 
     # -- lookups --------------------------------------------------------------------------
 
@@ -239,6 +255,7 @@ class ImagesService:
         layer_rec = LayerRecord(info.chain_id, diff_id, "", info.size, self._node_id)
         await self._store_image(rec, [layer_rec], tags)
         # The CLI prints status lines and skips aux ones: dockerd sends just the id.
+        await self._emit("import", rec.id, familiar(tags[0]) if tags else rec.id)
         yield ProgressEvent(status=rec.id)
 
     async def _commit_image(
@@ -311,6 +328,7 @@ class ImagesService:
             raise errdefs.InvalidArgument("no images found in the archive")
         for img in found:
             rec = await self._install(img)
+            await self._emit("load", rec.id, img.repo_tags[0] if img.repo_tags else rec.id)
             if img.repo_tags:
                 for t in img.repo_tags:
                     yield ProgressEvent(stream=f"Loaded image: {t}\n")
@@ -383,6 +401,7 @@ class ImagesService:
         rec = await self.get_image(ref)
         async with self._lock:
             await self._store.set_tag(target.string(), rec.id)
+        await self._emit("tag", rec.id, familiar(target.string()))
 
     async def remove_image(self, ref: str, force: bool, noprune: bool) -> list[DeleteItem]:
         async with self._lock:
@@ -401,7 +420,7 @@ class ImagesService:
                         f"{_short(rec.id)}"
                     )
                 if by_name in rec.repo_tags:
-                    await self._store.remove_tag(by_name)
+                    await self._untag(by_name, rec.id)
                     rec.repo_tags.remove(by_name)
                 else:
                     await self._store.remove_digest(by_name)
@@ -436,7 +455,7 @@ class ImagesService:
                     f"image is being used by stopped container {users[0][:12]}"
                 )
             for t in list(rec.repo_tags):
-                await self._store.remove_tag(t)
+                await self._untag(t, rec.id)
                 items.append(DeleteItem(untagged=familiar(t)))
             for d in list(rec.repo_digests):
                 await self._store.remove_digest(d)
@@ -463,6 +482,7 @@ class ImagesService:
         sizes = {c: await self._layer_size(c) for c in rec.chain_ids}
         gone_layers = await self._store.delete_image(rec.id)
         items = [DeleteItem(deleted=rec.id)]
+        await self._emit("delete", rec.id, rec.id)
         freed = 0
         for chain in gone_layers:
             await self._layers.remove(chain)
@@ -530,7 +550,7 @@ class ImagesService:
                 if await self._store.snapshots_of(rec.id):
                     continue  # in use by a container
                 for t in rec.repo_tags:
-                    await self._store.remove_tag(t)
+                    await self._untag(t, rec.id)
                     deleted.append(DeleteItem(untagged=familiar(t)))
                 for d in rec.repo_digests:
                     await self._store.remove_digest(d)

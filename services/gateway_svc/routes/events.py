@@ -9,7 +9,7 @@ from typing import Any
 
 from dockerapi import filters as dfilters
 from events_svc.bus import EventsAPI
-from events_svc.model import Event
+from events_svc.model import Event, validate_filters
 from gateway_svc.backend import Backends
 from gateway_svc.http import Request, Response, StreamResponse
 from gateway_svc.router import Router
@@ -49,6 +49,7 @@ class EventRoutes:
 
     async def get_events(self, req: Request) -> Response:
         filters = dfilters.parse(req.query.get("filters"))
+        validate_filters(filters)  # before the 200: a bad filter is an HTTP 400
         since = req.query.get("since")
         until = req.query.get("until")
         now = time.time()

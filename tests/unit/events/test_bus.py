@@ -55,9 +55,12 @@ def test_filters() -> None:
     assert matches(ev, {"image": ["busybox"]})
     assert matches(ev, {"label": ["com.x=1"]})
     assert not matches(ev, {"label": ["com.x=2"]})
+    assert not matches(ev, {"image": ["busybox:other"]})
     img = _ev("tag", actor="sha256:" + "b" * 64, type="image", name="busybox:latest")
     assert matches(img, {"image": ["busybox:latest"]})
-    assert matches(img, {"image": ["bbbb"]})
+    assert matches(img, {"image": ["busybox"]})
+    assert matches(img, {"image": ["sha256:" + "b" * 64]})
+    assert not matches(img, {"image": ["busybox:1"]})
     assert matches(_ev("exec_start: sh"), {"event": ["exec_start"]})
 
 
