@@ -12,7 +12,7 @@ from events_svc.convert import event_from_proto, event_to_proto
 from events_svc.model import Event
 from grpckit.client import stub
 from grpckit.errors import translate_errors
-from images_svc.convert import filters_to_proto
+from grpckit.types import filters_to_proto
 
 __all__ = ["EventsClient"]
 

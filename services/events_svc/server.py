@@ -9,7 +9,7 @@ from berthapi.events.v1 import events_pb2 as pb
 from berthapi.events.v1 import events_pb2_grpc as pbg
 from events_svc.bus import EventsAPI
 from events_svc.convert import event_from_proto, event_to_proto
-from images_svc.convert import filters_from_proto
+from grpckit.types import filters_from_proto
 
 __all__ = ["EventsServicer", "add_to_server"]
 

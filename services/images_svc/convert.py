@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from berthapi.images.v1 import images_pb2 as pb
 from berthapi.types.v1 import types_pb2 as tpb
+from grpckit.types import filters_from_proto, filters_to_proto
 from images_svc.api import ImportOptions, ProgressEvent, PruneReport
 from images_svc.model import (
     Change,
@@ -60,13 +61,6 @@ def image_from_proto(msg: pb.Image) -> ImageRecord:
         layers=[(d.media_type, d.digest, d.size) for d in msg.layers],
     )
 
-
-def filters_to_proto(filters: dict[str, list[str]]) -> tpb.Filters:
-    return tpb.Filters(filters={k: tpb.FilterValues(values=v) for k, v in filters.items()})
-
-
-def filters_from_proto(msg: tpb.Filters) -> dict[str, list[str]]:
-    return {k: list(v.values) for k, v in msg.filters.items()}
 
 
 def import_options_to_proto(opts: ImportOptions) -> pb.ImportOptions:

@@ -15,7 +15,9 @@ node never collide with another's. Keys are marked ``PK``, foreign keys ``->``::
     │   ├── img_tags          PK (node_id, ref: "docker.io/library/busybox:latest"); image_id
     │   └── img_digests       PK (node_id, ref: "docker.io/library/busybox@sha256:.."); image_id
     │                         (children cascade when their img_images row is deleted)
-    └── img_layers            PK (node_id, chain_id); diff_id, parent (chain id), size
+    ├── img_layers            PK (node_id, chain_id); diff_id, parent (chain id), size
+    └── img_snapshots         PK (node_id, key); image_id -> img_images (no cascade: it pins
+                              the image), chain_ids, labels
     containers (ctr_)
     └── ctr_containers        PK (node_id, id); UNIQUE (node_id, name); image_id, config_json,
                               created, state, pid, exit_code, started_at, finished_at
@@ -33,7 +35,7 @@ from __future__ import annotations
 
 from .common import Base, Node, ObjectId
 from .containers import Container
-from .images import Image, ImageLayer, ImageManifestLayer, ImgDigest, ImgTag, Layer
+from .images import Image, ImageLayer, ImageManifestLayer, ImgDigest, ImgSnapshot, ImgTag, Layer
 from .networks import Network
 from .volumes import Volume
 
@@ -44,6 +46,7 @@ __all__ = [
     "ImageLayer",
     "ImageManifestLayer",
     "ImgDigest",
+    "ImgSnapshot",
     "ImgTag",
     "Layer",
     "Network",
