@@ -1,0 +1,1 @@
+"""The containers service: container records, lifecycle under conmon + crun, logs and attach."""

@@ -1,0 +1,222 @@
+"""The containers service's contract: ContainersService in-process, ContainersClient over gRPC.
+
+Records stay close to the Engine API: Config, HostConfig and NetworkingConfig are carried as the
+JSON objects Docker defines (validated and normalised by the service), so the gateway only shapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+__all__ = [
+    "ZERO_TIME",
+    "AttachOptions",
+    "ContainerRecord",
+    "ContainerState",
+    "ContainersAPI",
+    "CreateRequest",
+    "CreateResult",
+    "LogEntry",
+    "LogsOptions",
+    "OutputFrame",
+    "PruneResult",
+    "WaitEvent",
+]
+
+ZERO_TIME = "0001-01-01T00:00:00Z"  # Docker's "never" for StartedAt/FinishedAt
+
+
+@dataclass(frozen=True, slots=True)
+class CreateRequest:
+    """POST /containers/create, decoded but not yet validated."""
+
+    name: str  # "" -> a generated adjective_noun name
+    config: dict[str, Any]  # Docker's ContainerConfig (Image, Cmd, Entrypoint, Env, Tty, ...)
+    host_config: dict[str, Any]  # Docker's HostConfig
+    networking_config: dict[str, Any]  # Docker's NetworkingConfig
+    platform: str = ""  # "linux/amd64" or ""
+    api_version: str = "1.50"  # the request's API version, for version-gated defaults
+
+
+@dataclass(frozen=True, slots=True)
+class CreateResult:
+    """201 body of POST /containers/create."""
+
+    id: str
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class ContainerState:
+    """Docker's ContainerState."""
+
+    status: str = "created"  # created|running|paused|restarting|removing|exited|dead
+    running: bool = False
+    paused: bool = False
+    restarting: bool = False
+    oom_killed: bool = False
+    dead: bool = False
+    pid: int = 0
+    exit_code: int = 0
+    error: str = ""
+    started_at: str = ZERO_TIME
+    finished_at: str = ZERO_TIME
+    health: dict[str, Any] | None = None  # {"Status", "FailingStreak", "Log"} when configured
+
+
+@dataclass(slots=True)
+class ContainerRecord:
+    """Everything GET /containers/{id}/json and GET /containers/json are built from."""
+
+    id: str  # 64 hex
+    name: str  # with the leading "/"
+    created: str  # RFC 3339 with nanoseconds
+    path: str  # the executable: first of Entrypoint+Cmd
+    args: list[str]  # the rest
+    config: dict[str, Any]  # normalised Docker Config (image defaults merged in)
+    host_config: dict[str, Any]  # normalised Docker HostConfig
+    networking_config: dict[str, Any]
+    image: str  # Config.Image as the user gave it ("busybox")
+    image_id: str  # "sha256:<hex>"
+    state: ContainerState
+    restart_count: int = 0
+    node_id: str = ""
+    log_path: str = ""
+    hostname_path: str = ""
+    hosts_path: str = ""
+    resolv_conf_path: str = ""
+    driver: str = "overlay2"
+    graph_driver: dict[str, str] = field(default_factory=dict)  # LowerDir, UpperDir, MergedDir, WorkDir
+    mounts: list[dict[str, Any]] = field(default_factory=list)  # Docker MountPoint objects
+    exec_ids: list[str] = field(default_factory=list)
+    size_rw: int | None = None  # only when asked (size=1)
+    size_root_fs: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WaitEvent:
+    """One message of a wait: first registered=True (flush the 200 now), then the result."""
+
+    registered: bool = False
+    status_code: int = 0
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LogsOptions:
+    """GET /containers/{id}/logs query."""
+
+    stdout: bool = True
+    stderr: bool = True
+    follow: bool = False
+    since_nano: int = 0
+    until_nano: int = 0
+    timestamps: bool = False
+    tail: int = -1  # -1 = all
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One log line (or partial line) as written by the container."""
+
+    stream: str  # "stdout" or "stderr"
+    data: bytes  # including the trailing newline when there was one
+    time_nano: int
+
+
+@dataclass(frozen=True, slots=True)
+class AttachOptions:
+    """POST /containers/{id}/attach query."""
+
+    stdin: bool = False
+    stdout: bool = True
+    stderr: bool = True
+    stream: bool = True
+    logs: bool = False
+    detach_keys: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OutputFrame:
+    """Output of an attach/exec: stream 1 stdout, 2 stderr (TTY output arrives as stream 1).
+
+    The first frame of every attach is ``OutputFrame(ready=True)``: it means the request was
+    accepted, so the gateway may hijack the connection.
+    """
+
+    stream: int = 1
+    data: bytes = b""
+    ready: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PruneResult:
+    """POST /containers/prune result."""
+
+    deleted: list[str]
+    space_reclaimed: int
+
+
+class ContainersAPI(Protocol):
+    """Everything callers can ask of the containers service.
+
+    Errors are errdefs classes with Docker's texts: NotFound ("No such container: x"),
+    AlreadyExists/Conflict ('Conflict. The container name "/x" is already in use by container
+    "<id>". You have to remove (or rename) that container to be able to reuse that name.'),
+    Conflict ("You cannot remove a running container <id>. Stop the container before attempting
+    removal or force remove", "Container <id> is not running"), NotModified (start of a running
+    container, stop of a stopped one), InvalidArgument (bad config values).
+    """
+
+    async def create_container(self, req: CreateRequest) -> CreateResult: ...
+
+    async def get_container(self, ref: str, size: bool = False) -> ContainerRecord:
+        """ref: full id, unique id prefix, or name with or without "/"."""
+        ...
+
+    async def list_containers(
+        self, all: bool, limit: int, size: bool, filters: dict[str, list[str]]
+    ) -> list[ContainerRecord]:
+        """Newest first; filters as Docker's ps (id, name, label, status, exited, ancestor, ...)."""
+        ...
+
+    async def start_container(self, ref: str) -> None: ...
+
+    async def stop_container(self, ref: str, stop_timeout: int | None, signal: str) -> None:
+        """stop_timeout None: the container's StopTimeout (default 10 s); -1 waits forever."""
+        ...
+
+    async def restart_container(self, ref: str, stop_timeout: int | None, signal: str) -> None: ...
+
+    async def kill_container(self, ref: str, signal: str) -> None: ...
+
+    async def pause_container(self, ref: str) -> None: ...
+
+    async def unpause_container(self, ref: str) -> None: ...
+
+    def wait_container(self, ref: str, condition: str) -> AsyncIterator[WaitEvent]:
+        """condition: "not-running" (default), "next-exit" or "removed"."""
+        ...
+
+    async def remove_container(self, ref: str, force: bool, volumes: bool, link: bool) -> None: ...
+
+    async def rename_container(self, ref: str, new_name: str) -> None: ...
+
+    async def resize_container(self, ref: str, height: int, width: int) -> None: ...
+
+    def container_logs(self, ref: str, opts: LogsOptions) -> AsyncIterator[LogEntry]: ...
+
+    def attach_container(
+        self, ref: str, opts: AttachOptions, stdin: AsyncIterator[bytes] | None
+    ) -> AsyncIterator[OutputFrame]:
+        """First yields OutputFrame(ready=True), then output until the container's streams end.
+
+        Resource handling:
+            stdin is read until it ends (client half-close) and then the container's stdin is
+            closed when StdinOnce is set; closing the returned iterator detaches.
+        """
+        ...
+
+    async def prune_containers(self, filters: dict[str, list[str]]) -> PruneResult: ...
