@@ -38,6 +38,7 @@ import os
 import shutil
 import signal as _signal
 import socket
+import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,6 +221,7 @@ class OciRuntime:
         crun_ok = "crun" in host.runtimes and (
             host.cgroup_layout != "hybrid" or (host.unshare_path is not None and umount is not None)
         )
+        requested = runtime
         if runtime is None:
             runtime = "crun" if crun_ok else "runc"
         if runtime not in host.runtimes:
@@ -239,7 +241,8 @@ class OciRuntime:
                 "(unshare --mount --propagation private per crun call; host mounts untouched)"
             )
         elif runtime == "runc" and host.cgroup_layout == "hybrid":
-            self.strategy = "cgroup hybrid layout: crun unusable here, using runc (it supports hybrid)"
+            why = "as requested" if requested == "runc" else "crun unusable here"
+            self.strategy = f"cgroup hybrid layout: using runc ({why}; runc supports hybrid)"
         else:
             self.strategy = f"cgroup {host.cgroup_layout} layout: running {runtime} directly"
         # argv that runs the runtime with its global options: <prefix> runtime --root <root>
@@ -303,9 +306,14 @@ class OciRuntime:
         env.update(extra_env or {})
         try:
             proc = await anyio.open_process(
-                argv, stdin=None, stdout=None, stderr=-1, env=env, start_new_session=True,
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                env=env,
+                start_new_session=True,  # conmon also setsid()s: never in our process group
                 pass_fds=(pipe.w, *extra_fds),
-            )  # fmt: skip
+            )
         finally:
             pipe.close_write()
         async with proc:
@@ -350,10 +358,10 @@ class OciRuntime:
             "--container-pidfile", str(paths.pid_file), "--conmon-pidfile", str(paths.conmon_pid_file),
             "--exit-dir", str(paths.exit_dir), "--persist-dir", str(paths.dir),
         ]  # fmt: skip
-        if log_path is not None:
-            argv += ["--log-path", f"k8s-file:{os.fspath(log_path)}"]
-            if log_size_max > 0:
-                argv += ["--log-size-max", str(log_size_max)]
+        # conmon insists on a log driver; without a caller path the log goes to the exec dir.
+        argv += ["--log-path", f"k8s-file:{os.fspath(log_path or paths.dir / 'ctr.log')}"]
+        if log_size_max > 0:
+            argv += ["--log-size-max", str(log_size_max)]
         if terminal:
             argv.append("--terminal")
         if stdin:
@@ -522,8 +530,7 @@ class OciRuntime:
             "--exec", "--exec-process-spec", str(edir / "process.json"),
             "--container-pidfile", str(edir / "exec.pid"), "--exit-dir", str(edir),
         ]  # fmt: skip
-        if log_path is not None:
-            argv += ["--log-path", f"k8s-file:{os.fspath(log_path)}"]
+        argv += ["--log-path", f"k8s-file:{os.fspath(log_path or edir / 'exec.log')}"]
         if terminal:
             argv.append("--terminal")
         if stdin:
