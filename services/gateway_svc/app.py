@@ -6,6 +6,7 @@ from pathlib import Path
 
 from gateway_svc.backend import Backends
 from gateway_svc.router import Router
+from gateway_svc.routes.containers import ContainerRoutes
 from gateway_svc.routes.events import EventRoutes
 from gateway_svc.routes.images import ImageRoutes
 from gateway_svc.routes.system import SystemRoutes
@@ -19,4 +20,6 @@ def build_app(backends: Backends, data_root: Path, version: str) -> Router:
     SystemRoutes(backends).register(router)
     ImageRoutes(backends, data_root).register(router)
     EventRoutes(backends).register(router)
+    if backends.containers is not None:
+        ContainerRoutes(backends).register(router)
     return router

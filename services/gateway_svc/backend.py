@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from containers_svc.api import ContainersAPI
 from events_svc.bus import EventsAPI
 from images_svc.api import ImagesAPI
 from system_svc.service import SystemAPI
@@ -18,3 +19,4 @@ class Backends:
     system: SystemAPI
     images: ImagesAPI
     events: EventsAPI
+    containers: ContainersAPI | None = None  # routes registered only when set
