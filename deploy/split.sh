@@ -11,7 +11,7 @@ for ((i = 0; i < ${#args[@]}; i++)); do
   [ "${args[i]}" = "--exec-root" ] && exec_root=${args[i + 1]}
 done
 # Services that exist today; the gateway needs them up first.
-services=(events images)
+services=(events images volumes containers)
 pids=()
 stop() {
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done

@@ -15,6 +15,11 @@ import anyio
 import grpc
 
 from berthd.config import DaemonConfig
+from containers_svc import server as containers_server
+from containers_svc.api import ContainersAPI
+from containers_svc.clients import ContainersClient
+from containers_svc.service import ContainersService
+from containers_svc.store import SqlContainerStore
 from dockerapi.timefmt import now_rfc3339
 from events_svc import server as events_server
 from events_svc.bus import EventBus, EventsAPI
@@ -29,11 +34,17 @@ from images_svc.api import ImagesAPI
 from images_svc.clients import ImagesClient
 from images_svc.service import ImagesService
 from images_svc.store import SqlImageStore
+from ocirun import OciRuntime
 from statestore import StateStore, load_node_id, open_store
 from statestore.nodes import register_node
 from system_svc import server as system_server
 from system_svc.clients import SystemClient
 from system_svc.service import BERTH_VERSION, EngineFacts, SystemAPI, SystemService
+from volumes_svc import server as volumes_server
+from volumes_svc.api import VolumesAPI
+from volumes_svc.clients import VolumesClient
+from volumes_svc.service import VolumesService
+from volumes_svc.store import SqlVolumeStore
 
 __all__ = ["run_daemon"]
 
@@ -48,7 +59,11 @@ class Hosted:
     names: list[str] = field(default_factory=list)
     system: SystemAPI | None = None
     images: ImagesAPI | None = None
+    volumes: VolumesAPI | None = None
     events: EventsAPI | None = None
+    containers: ContainersAPI | None = None
+    containers_service: ContainersService | None = None
+    state: StateStore | None = None
 
 
 def _prepare_dirs(cfg: DaemonConfig) -> None:
@@ -71,13 +86,61 @@ async def _state(cfg: DaemonConfig, node_id: str) -> AsyncIterator[StateStore]:
         await state.aclose()
 
 
+async def _shared_state(
+    cfg: DaemonConfig, stack: AsyncExitStack, node_id: str, hosted: Hosted
+) -> StateStore:
+    """One state store per process, shared by the services it hosts."""
+    if hosted.state is None:
+        hosted.state = await stack.enter_async_context(_state(cfg, node_id))
+    return hosted.state
+
+
 async def _host_images(cfg: DaemonConfig, stack: AsyncExitStack, node_id: str, hosted: Hosted) -> None:
-    state = await stack.enter_async_context(_state(cfg, node_id))
+    state = await _shared_state(cfg, stack, node_id, hosted)
     images = ImagesService(cfg.data_root, SqlImageStore(state, node_id), node_id, hosted.events)
     await images.reconcile()
     hosted.images = images
     hosted.servicers.append((images_server.add_to_server, images_server.ImagesServicer(images)))
     hosted.names.append("berthapi.images.v1.Images")
+
+
+async def _host_volumes(cfg: DaemonConfig, stack: AsyncExitStack, node_id: str, hosted: Hosted) -> None:
+    state = await _shared_state(cfg, stack, node_id, hosted)
+    volumes = VolumesService(cfg.data_root, SqlVolumeStore(state, node_id), node_id, hosted.events)
+    await volumes.reconcile()
+    hosted.volumes = volumes
+    hosted.servicers.append((volumes_server.add_to_server, volumes_server.VolumesServicer(volumes)))
+    hosted.names.append("berthapi.volumes.v1.Volumes")
+
+
+async def _host_containers(
+    cfg: DaemonConfig, stack: AsyncExitStack, node_id: str, hosted: Hosted
+) -> None:
+    state = await _shared_state(cfg, stack, node_id, hosted)
+    runtime = await OciRuntime.detect(cfg.exec_root)
+    log.info("OCI runtime: %s", runtime.strategy)
+    assert hosted.images is not None and hosted.events is not None
+    svc = ContainersService(cfg.data_root, cfg.exec_root, SqlContainerStore(state, node_id),
+                            hosted.images, hosted.events, runtime, node_id)
+    hosted.containers = svc
+    hosted.containers_service = svc
+    hosted.servicers.append((containers_server.add_to_server, containers_server.ContainersServicer(svc)))
+    hosted.names.append("berthapi.containers.v1.Containers")
+
+
+async def _count_containers(containers: ContainersAPI | None) -> dict[str, int]:
+    if containers is None:
+        return {}
+    recs = await containers.list_containers(all=True, limit=-1, size=False, filters={})
+    counts = {"running": 0, "paused": 0, "stopped": 0}
+    for r in recs:
+        if r.state.paused:
+            counts["paused"] += 1
+        elif r.state.running:
+            counts["running"] += 1
+        else:
+            counts["stopped"] += 1
+    return counts
 
 
 async def _count_images(images: ImagesAPI | None) -> int:
@@ -99,8 +162,9 @@ def _facts(cfg: DaemonConfig, node_id: str, mode: str) -> EngineFacts:
 
 
 def _add_system(cfg: DaemonConfig, node_id: str, mode: str, hosted: Hosted) -> None:
-    images = hosted.images
-    system = SystemService(_facts(cfg, node_id, mode), lambda: _count_images(images))
+    images, containers = hosted.images, hosted.containers
+    system = SystemService(_facts(cfg, node_id, mode), lambda: _count_images(images),
+                           lambda: _count_containers(containers))
     hosted.system = system
     hosted.servicers.append((system_server.add_to_server, system_server.SystemServicer(system)))
     hosted.names.append("berthapi.system.v1.System")
@@ -136,9 +200,22 @@ async def run_daemon(cfg: DaemonConfig) -> None:
             channel = await _remote(cfg, stack, "images")
             hosted.images = ImagesClient(channel)
             hosted.system = SystemClient(channel)
+        if cfg.service in ("", "volumes"):
+            await _host_volumes(cfg, stack, node_id, hosted)
+        elif cfg.service in ("gateway", "containers"):
+            hosted.volumes = VolumesClient(await _remote(cfg, stack, "volumes"))
+        if cfg.service in ("", "containers"):
+            if hosted.images is None:
+                hosted.images = ImagesClient(await _remote(cfg, stack, "images"))
+            await _host_containers(cfg, stack, node_id, hosted)
+        elif cfg.service == "gateway":
+            hosted.containers = ContainersClient(await _remote(cfg, stack, "containers"))
         if cfg.service != "gateway":
             _add_system(cfg, node_id, mode, hosted)
         async with anyio.create_task_group() as tg:
+            if hosted.containers_service is not None:
+                # Reconciles records with conmon's files, then watches exits; never stops containers.
+                await tg.start(hosted.containers_service.run)
             if cfg.service != "gateway":
                 server = build_server(hosted.servicers, f"unix://{cfg.grpc_socket}", hosted.names)
                 await tg.start(serve_grpc, server)
@@ -146,7 +223,8 @@ async def run_daemon(cfg: DaemonConfig) -> None:
             if cfg.service in ("", "gateway"):
                 assert hosted.system is not None and hosted.images is not None
                 assert hosted.events is not None
-                backends = Backends(system=hosted.system, images=hosted.images, events=hosted.events)
+                backends = Backends(system=hosted.system, images=hosted.images, events=hosted.events,
+                                    volumes=hosted.volumes, containers=hosted.containers)
                 app = build_app(backends,
                                 data_root=cfg.data_root, version=BERTH_VERSION)
                 tls = _tls(cfg)

@@ -93,6 +93,8 @@ class ContainerRecord:
     exec_ids: list[str] = field(default_factory=list)
     size_rw: int | None = None  # only when asked (size=1)
     size_root_fs: int | None = None
+    # Docker's NetworkSettings (Networks, SandboxKey, Ports ...); added by the containers service.
+    network_settings: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

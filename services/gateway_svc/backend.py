@@ -8,6 +8,7 @@ from containers_svc.api import ContainersAPI
 from events_svc.bus import EventsAPI
 from images_svc.api import ImagesAPI
 from system_svc.service import SystemAPI
+from volumes_svc.api import VolumesAPI
 
 __all__ = ["Backends"]
 
@@ -20,3 +21,4 @@ class Backends:
     images: ImagesAPI
     events: EventsAPI
     containers: ContainersAPI | None = None  # routes registered only when set
+    volumes: VolumesAPI | None = None  # routes registered only when set

@@ -132,9 +132,15 @@ def _cgroup_version() -> str:
 class SystemService:
     """Answers ping/version/info from the daemon's facts and counts from other services."""
 
-    def __init__(self, facts: EngineFacts, count_images: Callable[[], Awaitable[int]]) -> None:
+    def __init__(
+        self,
+        facts: EngineFacts,
+        count_images: Callable[[], Awaitable[int]],
+        count_containers: Callable[[], Awaitable[dict[str, int]]] | None = None,
+    ) -> None:
         self._facts = facts
         self._count_images = count_images
+        self._count_containers = count_containers
 
     async def ping(self) -> str:
         return self._facts.node_id
@@ -158,8 +164,14 @@ class SystemService:
         os_name, mem, cgv = await anyio.to_thread.run_sync(
             lambda: (_os_release(), _mem_total(), _cgroup_version())
         )
+        counts = await self._count_containers() if self._count_containers else {}
+        running, paused, stopped = (counts.get(k, 0) for k in ("running", "paused", "stopped"))
         return InfoReport(
             node_id=facts.node_id,
+            containers=running + paused + stopped,
+            containers_running=running,
+            containers_paused=paused,
+            containers_stopped=stopped,
             name=socket.gethostname(),
             data_root=str(facts.data_root),
             exec_root=str(facts.exec_root),

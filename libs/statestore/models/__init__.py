@@ -24,8 +24,10 @@ node never collide with another's. Keys are marked ``PK``, foreign keys ``->``::
     networks (net_)
     └── net_networks          PK (node_id, id); UNIQUE (node_id, name); driver, config_json, created
     volumes (vol_)
-    └── vol_volumes           PK (node_id, name); driver, mountpoint, options_json, labels_json,
-                              created
+    ├── vol_volumes           PK (node_id, name); driver, mountpoint, options_json, labels_json,
+    │                         created, anonymous
+    └── vol_refs              PK (node_id, volume_name -> vol_volumes (no cascade: a
+                              reference pins its volume), container_id)
     alembic_version           the schema revision (libs/statestore/migrations/versions)
 
 Timestamps are RFC 3339 text, as Docker reports them.
@@ -37,7 +39,7 @@ from .common import Base, Node, ObjectId
 from .containers import Container
 from .images import Image, ImageLayer, ImageManifestLayer, ImgDigest, ImgSnapshot, ImgTag, Layer
 from .networks import Network
-from .volumes import Volume
+from .volumes import Volume, VolumeRef
 
 __all__ = [
     "Base",
@@ -53,4 +55,5 @@ __all__ = [
     "Node",
     "ObjectId",
     "Volume",
+    "VolumeRef",
 ]

@@ -126,9 +126,38 @@ def _check_0002(c: Connection) -> None:
     ).all() == [(NODE, SNAP_KEY, IMG, f'["{CHAIN}"]', "2024-01-03T00:00:00Z", SNAP_LABELS)]
 
 
+STATE_JSON = '{"State": {"Status": "exited", "ExitCode": 3}, "RestartCount": 2}'
+
+
+def _insert_0003(c: Connection) -> None:
+    # The 0001 container got the column's default; give it a run state.
+    assert c.execute(text("SELECT state_json FROM ctr_containers")).scalar() == "{}"
+    c.execute(text("UPDATE ctr_containers SET state_json = :st WHERE name = 'web'"), {"st": STATE_JSON})
+
+
+def _check_0003(c: Connection) -> None:
+    assert c.execute(text("SELECT name, state_json FROM ctr_containers")).all() == [("web", STATE_JSON)]
+
+
+def _insert_0004(c: Connection) -> None:
+    # The 0001 volume got the column's default; mark it anonymous and give it a reference.
+    assert c.execute(text("SELECT name, anonymous FROM vol_volumes")).all() == [("data", False)]
+    c.execute(text("UPDATE vol_volumes SET anonymous = :t WHERE name = 'data'"), {"t": True})
+    c.execute(text("INSERT INTO vol_refs (node_id, volume_name, container_id) VALUES (:n, :v, :c)"),
+              {"n": NODE, "v": "data", "c": CID})
+
+
+def _check_0004(c: Connection) -> None:
+    assert c.execute(text("SELECT name, anonymous FROM vol_volumes")).all() == [("data", True)]
+    assert c.execute(text("SELECT volume_name, container_id FROM vol_refs")).all() == [
+        ("data", CID)]
+
+
 DATA_TESTS: dict[str, DataTest] = {
     "0001": DataTest(_insert_0001, _check_0001),
     "0002": DataTest(_insert_0002, _check_0002),
+    "0003": DataTest(_insert_0003, _check_0003),
+    "0004": DataTest(_insert_0004, _check_0004),
 }
 
 

@@ -109,10 +109,12 @@ class GetVolumeResponse(_message.Message):
     def __init__(self, volume: _Optional[_Union[Volume, _Mapping]] = ...) -> None: ...
 
 class ListVolumesRequest(_message.Message):
-    __slots__ = ("filters",)
+    __slots__ = ("filters", "usage")
     FILTERS_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
     filters: _types_pb2.Filters
-    def __init__(self, filters: _Optional[_Union[_types_pb2.Filters, _Mapping]] = ...) -> None: ...
+    usage: bool
+    def __init__(self, filters: _Optional[_Union[_types_pb2.Filters, _Mapping]] = ..., usage: _Optional[bool] = ...) -> None: ...
 
 class ListVolumesResponse(_message.Message):
     __slots__ = ("volumes", "warnings")

@@ -77,7 +77,9 @@ class VolumesServicer:
 
     def CreateVolume(self, request, context):
         """CreateVolume creates a volume, or returns the existing one with the same name and driver
-        (Docker's create is idempotent). Conflict when the name exists with another driver.
+        (Docker's create is idempotent: like moby, differing options and labels are ignored).
+        Conflict "volume name must be unique" when the name exists with another driver;
+        INVALID_ARGUMENT for bad names and driver options.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -1,0 +1,214 @@
+"""Pure conversions between the containers API records and berthapi.containers.v1 messages.
+
+Config, HostConfig and NetworkingConfig travel as their Docker JSON in the ``*_json`` fields.
+NOTE: the proto has no field for GraphDriver or the full NetworkSettings: they are rebuilt on the
+client side from ``rootfs_path`` (snapshot dirs are siblings of ``merged``) and the network mode.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, cast
+
+from berthapi.containers.v1 import containers_pb2 as pb
+from containers_svc.api import (
+    AttachOptions,
+    ContainerRecord,
+    ContainerState,
+    CreateRequest,
+    LogEntry,
+    LogsOptions,
+    OutputFrame,
+    PruneResult,
+    WaitEvent,
+)
+from containers_svc.config import network_settings_for
+
+__all__ = [
+    "WAIT_CONDITIONS",
+    "attach_options_from_proto",
+    "attach_options_to_proto",
+    "condition_from_proto",
+    "container_from_proto",
+    "container_to_proto",
+    "create_from_proto",
+    "create_to_proto",
+    "frame_from_proto",
+    "frame_to_proto",
+    "log_entry_from_proto",
+    "log_entry_to_proto",
+    "logs_options_from_proto",
+    "logs_request",
+    "prune_from_proto",
+    "prune_to_proto",
+    "wait_from_proto",
+    "wait_to_proto",
+]
+
+WAIT_CONDITIONS = {
+    "not-running": pb.WAIT_CONDITION_NOT_RUNNING,
+    "": pb.WAIT_CONDITION_NOT_RUNNING,
+    "next-exit": pb.WAIT_CONDITION_NEXT_EXIT,
+    "removed": pb.WAIT_CONDITION_REMOVED,
+}
+_CONDITION_NAMES: dict[int, str] = {int(v): k for k, v in WAIT_CONDITIONS.items() if k}
+
+
+def condition_from_proto(value: int) -> str:
+    return _CONDITION_NAMES.get(int(value), "not-running")
+
+
+def _dump(obj: Any) -> bytes:
+    return json.dumps(obj).encode()
+
+
+def _load(data: bytes) -> dict[str, Any]:
+    if not data:
+        return {}
+    out: dict[str, Any] = json.loads(data)
+    return out
+
+
+def create_to_proto(req: CreateRequest) -> pb.CreateContainerRequest:
+    return pb.CreateContainerRequest(
+        name=req.name, config_json=_dump(req.config), host_config_json=_dump(req.host_config),
+        networking_config_json=_dump(req.networking_config),
+    )  # fmt: skip
+
+
+def create_from_proto(msg: pb.CreateContainerRequest) -> CreateRequest:
+    platform = ""
+    if msg.HasField("platform") and msg.platform.os:
+        platform = f"{msg.platform.os}/{msg.platform.architecture}".rstrip("/")
+    return CreateRequest(
+        name=msg.name, config=_load(msg.config_json), host_config=_load(msg.host_config_json),
+        networking_config=_load(msg.networking_config_json), platform=platform,
+    )  # fmt: skip
+
+
+def _state_to_proto(s: ContainerState) -> pb.ContainerState:
+    return pb.ContainerState(
+        status=s.status, running=s.running, paused=s.paused, restarting=s.restarting,
+        oom_killed=s.oom_killed, dead=s.dead, pid=s.pid, exit_code=s.exit_code, error=s.error,
+        started_at=s.started_at, finished_at=s.finished_at,
+    )  # fmt: skip
+
+
+def _state_from_proto(m: pb.ContainerState) -> ContainerState:
+    return ContainerState(
+        status=m.status, running=m.running, paused=m.paused, restarting=m.restarting,
+        oom_killed=m.oom_killed, dead=m.dead, pid=m.pid, exit_code=m.exit_code, error=m.error,
+        started_at=m.started_at, finished_at=m.finished_at,
+    )  # fmt: skip
+
+
+def container_to_proto(r: ContainerRecord) -> pb.Container:
+    mounts = [
+        pb.MountPoint(type=m.get("Type", ""), name=m.get("Name", ""), source=m.get("Source", ""),
+                      destination=m.get("Destination", ""), driver=m.get("Driver", ""),
+                      mode=m.get("Mode", ""), rw=bool(m.get("RW")), propagation=m.get("Propagation", ""))
+        for m in r.mounts
+    ]  # fmt: skip
+    return pb.Container(
+        id=r.id, name=r.name, created=r.created, path=r.path, args=r.args,
+        state=_state_to_proto(r.state), image_id=r.image_id, mounts=mounts,
+        network_settings=pb.NetworkSettings(sandbox_key=r.network_settings.get("SandboxKey", "")),
+        restart_count=r.restart_count, driver=r.driver, platform="linux", log_path=r.log_path,
+        resolv_conf_path=r.resolv_conf_path, hostname_path=r.hostname_path, hosts_path=r.hosts_path,
+        exec_ids=r.exec_ids, size_rw=-1 if r.size_rw is None else r.size_rw,
+        size_root_fs=-1 if r.size_root_fs is None else r.size_root_fs, node_id=r.node_id,
+        config_json=_dump(r.config), host_config_json=_dump(r.host_config),
+        networking_config_json=_dump(r.networking_config), snapshot_id=r.id,
+        rootfs_path=r.graph_driver.get("MergedDir", ""),
+    )  # fmt: skip
+
+
+def container_from_proto(m: pb.Container) -> ContainerRecord:
+    config = _load(m.config_json)
+    host_config = _load(m.host_config_json)
+    graph: dict[str, str] = {}
+    if m.rootfs_path:
+        base = os.path.dirname(m.rootfs_path)
+        graph = {"MergedDir": m.rootfs_path, "UpperDir": os.path.join(base, "upper"),
+                 "WorkDir": os.path.join(base, "work")}  # fmt: skip
+    settings = network_settings_for(host_config.get("NetworkMode") or "bridge")
+    settings["SandboxKey"] = m.network_settings.sandbox_key
+    mounts = [
+        {"Type": p.type, "Source": p.source, "Destination": p.destination, "Mode": p.mode, "RW": p.rw,
+         "Propagation": p.propagation, **({"Name": p.name, "Driver": p.driver} if p.name else {})}
+        for p in m.mounts
+    ]  # fmt: skip
+    return ContainerRecord(
+        id=m.id, name=m.name, created=m.created, path=m.path, args=list(m.args), config=config,
+        host_config=host_config, networking_config=_load(m.networking_config_json),
+        image=config.get("Image", ""), image_id=m.image_id, state=_state_from_proto(m.state),
+        restart_count=m.restart_count, node_id=m.node_id, log_path=m.log_path,
+        hostname_path=m.hostname_path, hosts_path=m.hosts_path, resolv_conf_path=m.resolv_conf_path,
+        driver=m.driver, graph_driver=graph, mounts=mounts, exec_ids=list(m.exec_ids),
+        size_rw=None if m.size_rw < 0 else m.size_rw,
+        size_root_fs=None if m.size_root_fs < 0 else m.size_root_fs, network_settings=settings,
+    )  # fmt: skip
+
+
+def wait_to_proto(ev: WaitEvent) -> pb.WaitContainerResponse:
+    if ev.registered:
+        return pb.WaitContainerResponse(registered=True)
+    return pb.WaitContainerResponse(result=pb.WaitResult(status_code=ev.status_code, error=ev.error))
+
+
+def wait_from_proto(m: pb.WaitContainerResponse) -> WaitEvent:
+    if m.WhichOneof("msg") == "registered":
+        return WaitEvent(registered=True)
+    return WaitEvent(status_code=m.result.status_code, error=m.result.error)
+
+
+def logs_request(ref: str, o: LogsOptions) -> pb.ContainerLogsRequest:
+    return pb.ContainerLogsRequest(
+        ref=ref, stdout=o.stdout, stderr=o.stderr, follow=o.follow, since_nano=o.since_nano,
+        until_nano=o.until_nano, timestamps=o.timestamps, tail=o.tail,
+    )  # fmt: skip
+
+
+def logs_options_from_proto(m: pb.ContainerLogsRequest) -> LogsOptions:
+    return LogsOptions(stdout=m.stdout, stderr=m.stderr, follow=m.follow, since_nano=m.since_nano,
+                       until_nano=m.until_nano, timestamps=m.timestamps, tail=m.tail)  # fmt: skip
+
+
+def log_entry_to_proto(e: LogEntry) -> pb.ContainerLogsResponse:
+    stream = pb.STD_STREAM_STDERR if e.stream == "stderr" else pb.STD_STREAM_STDOUT
+    return pb.ContainerLogsResponse(stream=stream, data=e.data, time_nano=e.time_nano)
+
+
+def log_entry_from_proto(m: pb.ContainerLogsResponse) -> LogEntry:
+    return LogEntry("stderr" if m.stream == pb.STD_STREAM_STDERR else "stdout", m.data, m.time_nano)
+
+
+def attach_options_to_proto(ref: str, o: AttachOptions) -> pb.AttachOptions:
+    return pb.AttachOptions(ref=ref, stdin=o.stdin, stdout=o.stdout, stderr=o.stderr, logs=o.logs,
+                            stream=o.stream, detach_keys=o.detach_keys)  # fmt: skip
+
+
+def attach_options_from_proto(m: pb.AttachOptions) -> AttachOptions:
+    return AttachOptions(stdin=m.stdin, stdout=m.stdout, stderr=m.stderr, stream=m.stream, logs=m.logs,
+                         detach_keys=m.detach_keys)  # fmt: skip
+
+
+def frame_to_proto(f: OutputFrame, tty: bool) -> pb.AttachContainerResponse:
+    if f.ready:
+        return pb.AttachContainerResponse(ready=pb.AttachReady(tty=tty))
+    return pb.AttachContainerResponse(output=pb.OutputFrame(stream=cast(Any, f.stream), data=f.data))
+
+
+def frame_from_proto(m: pb.AttachContainerResponse) -> OutputFrame:
+    if m.WhichOneof("msg") == "ready":
+        return OutputFrame(ready=True)
+    return OutputFrame(stream=m.output.stream, data=m.output.data)
+
+
+def prune_to_proto(r: PruneResult) -> pb.PruneContainersResponse:
+    return pb.PruneContainersResponse(deleted=r.deleted, space_reclaimed=r.space_reclaimed)
+
+
+def prune_from_proto(m: pb.PruneContainersResponse) -> PruneResult:
+    return PruneResult(list(m.deleted), m.space_reclaimed)

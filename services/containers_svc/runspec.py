@@ -1,0 +1,308 @@
+"""From a container record to an ocirun ContainerSpec: mounts, user, command check, limits.
+
+Blocking (reads the rootfs, creates bind sources): call through ``anyio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import errdefs
+from containers_svc.api import ContainerRecord
+from containers_svc.config import DEFAULT_PATH, parse_signal, security_opts
+from containers_svc.rootfs import find_executable, lookup_user, mkdir_in_root, resolve_in_root
+from ocirun import ContainerSpec, Device, Mount, Namespace, Resources, Ulimit
+
+__all__ = ["build_spec", "parse_mounts", "process_env", "write_etc_files"]
+
+_PROPAGATIONS = ("private", "rprivate", "shared", "rshared", "slave", "rslave")
+
+_HOSTS = (
+    "127.0.0.1\tlocalhost\n"
+    "::1\tlocalhost ip6-localhost ip6-loopback\n"
+    "fe00::0\tip6-localnet\n"
+    "ff00::0\tip6-mcastprefix\n"
+    "ff02::1\tip6-allnodes\n"
+    "ff02::2\tip6-allrouters\n"
+)
+
+
+def _bind_point(source: str, dest: str, ro: bool, mode: str, propagation: str) -> dict[str, Any]:
+    return {"Type": "bind", "Source": source, "Destination": dest, "Mode": mode, "RW": not ro,
+            "Propagation": propagation}  # fmt: skip
+
+
+def _bad_mount(kind: str, why: str) -> errdefs.InvalidArgument:
+    return errdefs.InvalidArgument(f'invalid mount config for type "{kind}": {why}')
+
+
+def parse_mounts(hc: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Docker MountPoints for HostConfig.Binds and HostConfig.Mounts (bind and tmpfs).
+
+    Raises:
+        errdefs.InvalidArgument: malformed specs (moby's texts); named volumes, which need the
+            volumes service (not wired yet).
+    """
+    out: list[dict[str, Any]] = []
+    for spec in hc.get("Binds") or []:
+        parts = spec.split(":")
+        if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+            raise errdefs.InvalidArgument(f"invalid volume specification: '{spec}'")
+        src, dst = parts[0], parts[1]
+        opts = parts[2].split(",") if len(parts) == 3 else []
+        if not dst.startswith("/"):
+            raise errdefs.InvalidArgument(
+                f"invalid volume specification: '{spec}': invalid mount config for type \"bind\": "
+                f"invalid mount path: '{dst}' mount path must be absolute"
+            )
+        if not src.startswith("/"):
+            raise errdefs.InvalidArgument(f"named volumes are not supported yet: '{src}'")
+        ro = False
+        propagation = "rprivate"
+        for o in opts:
+            if o in ("ro", "rw"):
+                ro = o == "ro"
+            elif o in _PROPAGATIONS:
+                propagation = o
+            elif o not in ("z", "Z", "nocopy", "consistent", "cached", "delegated", ""):
+                raise errdefs.InvalidArgument(f"invalid mode: {o}")
+        if os.path.normpath(dst) == "/":
+            raise errdefs.InvalidArgument(f"invalid specification: destination can't be '/' in '{spec}'")
+        out.append(_bind_point(os.path.normpath(src), os.path.normpath(dst), ro,
+                               parts[2] if len(parts) == 3 else "", propagation))  # fmt: skip
+    for m in hc.get("Mounts") or []:
+        kind = m.get("Type", "")
+        target = m.get("Target", "")
+        if not target:
+            raise _bad_mount(kind, "field Target must not be empty")
+        if not target.startswith("/"):
+            raise _bad_mount(kind, f"invalid mount path: '{target}' mount path must be absolute")
+        if kind == "bind":
+            src = m.get("Source", "")
+            if not src:
+                raise _bad_mount(kind, "field Source must not be empty")
+            if not src.startswith("/"):
+                raise _bad_mount(kind, f"invalid mount path: '{src}' mount path must be absolute")
+            create = bool((m.get("BindOptions") or {}).get("CreateMountpoint"))
+            if not create and not os.path.exists(src):
+                raise errdefs.InvalidArgument(
+                    f'invalid mount config for type "bind": bind source path does not exist: {src}'
+                )
+            prop = (m.get("BindOptions") or {}).get("Propagation") or "rprivate"
+            out.append(_bind_point(src, target, bool(m.get("ReadOnly")), "", prop))
+        elif kind == "tmpfs":
+            out.append({"Type": "tmpfs", "Source": "", "Destination": target, "Mode": "",
+                        "RW": not m.get("ReadOnly"), "Propagation": "",
+                        "TmpfsOptions": m.get("TmpfsOptions") or {}})  # fmt: skip
+        elif kind == "volume":
+            raise errdefs.InvalidArgument("volume mounts are not supported yet")
+        else:
+            raise errdefs.InvalidArgument(f"mount type unknown: {kind!r}")
+    seen: set[str] = set()
+    for mp in out:
+        if mp["Destination"] in seen:
+            raise errdefs.InvalidArgument(f"Duplicate mount point: {mp['Destination']}")
+        seen.add(mp["Destination"])
+    return out
+
+
+def write_etc_files(rec: ContainerRecord, host_resolv: str = "/etc/resolv.conf") -> None:
+    """Write the container's hostname, hosts and resolv.conf files (bind-mounted at start)."""
+    cfg, hc = rec.config, rec.host_config
+    hostname = cfg.get("Hostname") or rec.id[:12]
+    _write(rec.hostname_path, hostname + "\n")
+    hosts = _HOSTS
+    for entry in hc.get("ExtraHosts") or []:
+        name, sep, ip = entry.partition(":")
+        if sep:
+            hosts += f"{ip}\t{name}\n"
+    fqdn = f"{hostname}.{cfg['Domainname']}" if cfg.get("Domainname") else hostname
+    hosts += f"127.0.0.1\t{fqdn}" + (f" {hostname}" if fqdn != hostname else "") + "\n"
+    _write(rec.hosts_path, hosts)
+    _write(rec.resolv_conf_path, resolv_conf(_read_text(host_resolv), hc))
+
+
+def resolv_conf(host_text: str, hc: Mapping[str, Any]) -> str:
+    """The host's resolv.conf minus loopback nameservers, with Dns/DnsSearch/DnsOptions applied."""
+    lines: list[str] = []
+    for line in host_text.splitlines():
+        words = line.split()
+        if words and words[0] == "nameserver":
+            # A private network namespace has no host loopback resolver behind 127.x / ::1.
+            if hc.get("Dns") or len(words) < 2 or words[1].startswith("127.") or words[1] == "::1":
+                continue
+        if words and words[0] in ("search", "domain") and hc.get("DnsSearch"):
+            continue
+        if words and words[0] == "options" and hc.get("DnsOptions"):
+            continue
+        lines.append(line)
+    lines += [f"nameserver {ns}" for ns in hc.get("Dns") or []]
+    if hc.get("DnsSearch"):
+        lines.append("search " + " ".join(hc["DnsSearch"]))
+    if hc.get("DnsOptions"):
+        lines.append("options " + " ".join(hc["DnsOptions"]))
+    return "\n".join(lines) + "\n"
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read(1 << 16)
+    except OSError:
+        return ""
+
+
+def _write(path: str, text: str) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def process_env(rec: ContainerRecord, home: str) -> list[str]:
+    """The process environment as Docker builds it: PATH, HOSTNAME, TERM, Config.Env, HOME."""
+    cfg = rec.config
+    env = list(cfg.get("Env") or [])
+    keys = {e.split("=", 1)[0] for e in env}
+    head = []
+    if "PATH" not in keys:
+        head.append(DEFAULT_PATH)
+    head.append("HOSTNAME=" + (cfg.get("Hostname") or rec.id[:12]))
+    if cfg.get("Tty") and "TERM" not in keys:
+        head.append("TERM=xterm")
+    tail = [] if "HOME" in keys else [f"HOME={home or '/'}"]
+    return head + env + tail
+
+
+def _namespace(mode: str, pid_of: Mapping[str, int], kind: str) -> Namespace:
+    if mode == "host":
+        return Namespace("host")
+    if mode.startswith("container:"):
+        ref = mode.split(":", 1)[1]
+        pid = pid_of.get(ref, 0)
+        if not pid:
+            raise errdefs.Conflict(f"cannot join namespace of a non running container: {ref}")
+        return Namespace("container", f"/proc/{pid}/ns/{kind}")
+    return Namespace("private")
+
+
+def build_spec(
+    rec: ContainerRecord,
+    rootfs: str,
+    pid_of: Mapping[str, int],
+    check_command: bool = True,
+) -> ContainerSpec:
+    """The ContainerSpec that starts ``rec`` on ``rootfs``.
+
+    ``pid_of`` maps a container ref to its running pid (for ``container:<x>`` modes).
+
+    Raises:
+        rootfs.ExecError: the command cannot be executed (127/126 semantics).
+        errdefs.InvalidArgument: unknown user/group, bad options.
+    """
+    cfg, hc = rec.config, rec.host_config
+    user = lookup_user(rootfs, cfg.get("User") or "", hc.get("GroupAdd") or [])
+    env = process_env(rec, user.home)
+    cwd = cfg.get("WorkingDir") or "/"
+    if check_command:
+        if cwd != "/":
+            mkdir_in_root(rootfs, cwd)
+        find_executable(rootfs, rec.path, env, cwd)
+    mounts: list[Mount] = []
+    tmpfs: dict[str, str] = dict(hc.get("Tmpfs") or {})
+    for mp in rec.mounts:
+        if mp["Type"] == "bind":
+            if check_command and not os.path.exists(mp["Source"]):
+                os.makedirs(mp["Source"], mode=0o755, exist_ok=True)  # what docker run -v does
+            opts = ["rbind", mp.get("Propagation") or "rprivate"]
+            if not mp["RW"]:
+                opts.append("ro")
+            mounts.append(Mount(mp["Destination"], "bind", mp["Source"], tuple(opts)))
+        elif mp["Type"] == "tmpfs":
+            to = mp.get("TmpfsOptions") or {}
+            parts = []
+            if to.get("SizeBytes"):
+                parts.append(f"size={int(to['SizeBytes'])}")
+            if to.get("Mode"):
+                parts.append(f"mode={int(to['Mode']):o}")
+            if not mp["RW"]:
+                parts.append("ro")
+            tmpfs[mp["Destination"]] = ",".join(parts)
+    user_dests = {m.destination for m in mounts} | set(tmpfs)
+    etc_ro = ("ro",) if hc.get("ReadonlyRootfs") else ()
+    for dest, src in (("/etc/resolv.conf", rec.resolv_conf_path), ("/etc/hostname", rec.hostname_path),
+                      ("/etc/hosts", rec.hosts_path)):  # fmt: skip
+        if dest not in user_dests and src:
+            mounts.append(Mount(dest, "bind", src, ("rbind", "rprivate", *etc_ro)))
+    sec = security_opts(hc)
+    net_mode = hc.get("NetworkMode") or "bridge"
+    network = _namespace(net_mode if net_mode in ("host",) or net_mode.startswith("container:") else "",
+                         pid_of, "net")  # fmt: skip
+    init = hc.get("Init")
+    return ContainerSpec(
+        id=rec.id,
+        rootfs=rootfs,
+        args=[rec.path, *rec.args],
+        env=env,
+        cwd=cwd,
+        uid=user.uid,
+        gid=user.gid,
+        additional_gids=user.additional_gids,
+        hostname=cfg.get("Hostname") or rec.id[:12],
+        domainname=cfg.get("Domainname") or "",
+        terminal=bool(cfg.get("Tty")),
+        read_only=bool(hc.get("ReadonlyRootfs")),
+        cap_add=list(hc.get("CapAdd") or []),
+        cap_drop=list(hc.get("CapDrop") or []),
+        privileged=bool(hc.get("Privileged")),
+        no_new_privileges=sec.no_new_privileges,
+        seccomp=sec.seccomp,
+        systempaths_unconfined=sec.systempaths_unconfined,
+        mounts=mounts,
+        tmpfs=tmpfs,
+        devices=[
+            Device(d.get("PathOnHost", ""), d.get("PathInContainer", ""), d.get("CgroupPermissions", "rwm"))
+            for d in hc.get("Devices") or []
+        ],
+        device_cgroup_rules=list(hc.get("DeviceCgroupRules") or []),
+        ulimits=[Ulimit(u["Name"], int(u["Soft"]), int(u["Hard"])) for u in hc.get("Ulimits") or []],
+        sysctls=dict(hc.get("Sysctls") or {}),
+        shm_size=int(hc.get("ShmSize") or 0),
+        resources=Resources(
+            memory=int(hc.get("Memory") or 0),
+            memory_swap=int(hc.get("MemorySwap") or 0),
+            memory_reservation=int(hc.get("MemoryReservation") or 0),
+            memory_swappiness=(None if hc.get("MemorySwappiness") in (None, -1)
+                               else int(hc["MemorySwappiness"])),
+            cpu_shares=int(hc.get("CpuShares") or 0),
+            cpu_quota=int(hc.get("CpuQuota") or 0),
+            cpu_period=int(hc.get("CpuPeriod") or 0),
+            nano_cpus=int(hc.get("NanoCpus") or 0),
+            cpuset_cpus=hc.get("CpusetCpus") or "",
+            cpuset_mems=hc.get("CpusetMems") or "",
+            pids_limit=None if hc.get("PidsLimit") is None else int(hc["PidsLimit"]),
+            blkio_weight=int(hc.get("BlkioWeight") or 0),
+            oom_kill_disable=bool(hc.get("OomKillDisable")),
+        ),
+        cgroup_parent=hc.get("CgroupParent") or "/berth",
+        oom_score_adj=int(hc["OomScoreAdj"]) if hc.get("OomScoreAdj") else None,
+        network=network,
+        pid=_namespace(hc.get("PidMode") or "", pid_of, "pid"),
+        ipc=_namespace(hc.get("IpcMode") or "", pid_of, "ipc"),
+        uts=_namespace(hc.get("UTSMode") or "", pid_of, "uts"),
+        masked_paths=hc.get("MaskedPaths"),
+        readonly_paths=hc.get("ReadonlyPaths"),
+        init=bool(init),
+    )
+
+
+def stop_signal(rec: ContainerRecord) -> int:
+    """Config.StopSignal as a number (SIGTERM when unset)."""
+    return parse_signal(rec.config.get("StopSignal") or "SIGTERM")
+
+
+def in_root(rootfs: str, path: str) -> str:
+    """Re-exported helper: host path of ``path`` inside ``rootfs``."""
+    return resolve_in_root(rootfs, path)
