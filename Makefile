@@ -64,6 +64,7 @@ images: install
 bench: install
 	bash scripts/build-fixtures.sh
 	$(BIN)/python bench/bench_images.py
+	$(BIN)/python bench/bench_containers.py
 
 conformance: install
 	@echo "make conformance: the docker-py suite runner arrives with issue #9; nothing to run yet" >&2
