@@ -121,7 +121,7 @@ async def _host_containers(
     log.info("OCI runtime: %s", runtime.strategy)
     assert hosted.images is not None and hosted.events is not None
     svc = ContainersService(cfg.data_root, cfg.exec_root, SqlContainerStore(state, node_id),
-                            hosted.images, hosted.events, runtime, node_id)
+                            hosted.images, hosted.events, runtime, node_id, volumes=hosted.volumes)
     hosted.containers = svc
     hosted.containers_service = svc
     hosted.servicers.append((containers_server.add_to_server, containers_server.ContainersServicer(svc)))

@@ -18,6 +18,8 @@ __all__ = [
     "ContainersAPI",
     "CreateRequest",
     "CreateResult",
+    "ExecConfig",
+    "ExecRecord",
     "LogEntry",
     "LogsOptions",
     "OutputFrame",
@@ -154,6 +156,39 @@ class OutputFrame:
 
 
 @dataclass(frozen=True, slots=True)
+class ExecConfig:
+    """POST /containers/{id}/exec body (Docker's ExecConfig)."""
+
+    cmd: list[str]
+    attach_stdin: bool = False
+    attach_stdout: bool = True
+    attach_stderr: bool = True
+    tty: bool = False
+    console_size: tuple[int, int] | None = None  # (height, width); 1.42+
+    detach_keys: str = ""
+    env: list[str] = field(default_factory=list)  # extra "KEY=value", replacing the container's
+    privileged: bool = False
+    user: str = ""  # the container's Config.User when empty
+    working_dir: str = ""  # the container's WorkingDir when empty
+
+
+@dataclass(slots=True)
+class ExecRecord:
+    """Everything GET /exec/{id}/json is built from."""
+
+    id: str  # 64 hex
+    container_id: str
+    config: ExecConfig
+    running: bool = False
+    exit_code: int | None = None  # None until the process has exited
+    pid: int = 0  # host pid while running
+    open_stdin: bool = False  # stdio attached at start
+    open_stdout: bool = False
+    open_stderr: bool = False
+    can_remove: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class PruneResult:
     """POST /containers/prune result."""
 
@@ -222,3 +257,41 @@ class ContainersAPI(Protocol):
         ...
 
     async def prune_containers(self, filters: dict[str, list[str]]) -> PruneResult: ...
+
+    async def create_exec(self, ref: str, config: ExecConfig) -> str:
+        """Record an exec session in a running container; returns its 64-hex id.
+
+        Raises:
+            errdefs.NotFound: no such container.
+            errdefs.Conflict: ``container <id> is not running`` / ``container <id> is paused,
+                unpause the container before exec``.
+            errdefs.InvalidArgument: ``No exec command specified``.
+        """
+        ...
+
+    def start_exec(
+        self, exec_id: str, detach: bool, tty: bool, stdin: AsyncIterator[bytes] | None
+    ) -> AsyncIterator[OutputFrame]:
+        """First yields OutputFrame(ready=True), then the process output until it exits.
+
+        With ``detach`` the process runs in the background and only the ready frame is yielded.
+        A command that cannot run (126/127) is reported as a stdout frame with Docker's message,
+        and the exec's ExitCode is set; detached, it raises InvalidArgument instead.
+
+        Resource handling:
+            stdin is forwarded until it ends, then the process's stdin is closed. Closing the
+            returned iterator detaches; the process keeps running and its exit is still recorded.
+
+        Raises:
+            errdefs.NotFound: ``No such exec instance: <id>``.
+            errdefs.Conflict: already started, or the container is not running / paused.
+        """
+        ...
+
+    async def get_exec(self, exec_id: str) -> ExecRecord:
+        """Raises errdefs.NotFound ``No such exec instance: <id>``."""
+        ...
+
+    async def resize_exec(self, exec_id: str, height: int, width: int) -> None:
+        """Set the exec's TTY size (waits briefly for a start in flight)."""
+        ...

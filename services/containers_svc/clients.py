@@ -14,6 +14,8 @@ from containers_svc.api import (
     ContainerRecord,
     CreateRequest,
     CreateResult,
+    ExecConfig,
+    ExecRecord,
     LogEntry,
     LogsOptions,
     OutputFrame,
@@ -122,3 +124,30 @@ class ContainersClient:
     async def prune_containers(self, filters: dict[str, list[str]]) -> PruneResult:
         resp = await self._stub.PruneContainers(pb.PruneContainersRequest(filters=filters_to_proto(filters)))
         return convert.prune_from_proto(resp)
+
+    @translate_errors
+    async def create_exec(self, ref: str, config: ExecConfig) -> str:
+        req = pb.CreateExecRequest(container=ref, config=convert.exec_config_to_proto(config))
+        return str((await self._stub.CreateExec(req)).id)
+
+    @translate_errors
+    async def start_exec(
+        self, exec_id: str, detach: bool, tty: bool, stdin: AsyncIterator[bytes] | None
+    ) -> AsyncIterator[OutputFrame]:
+        async def requests() -> AsyncIterator[pb.StartExecRequest]:
+            yield pb.StartExecRequest(options=pb.StartExecOptions(id=exec_id, detach=detach, tty=tty))
+            if stdin is not None:
+                async for chunk in stdin:
+                    yield pb.StartExecRequest(stdin=chunk)
+                yield pb.StartExecRequest(close_stdin=True)
+
+        async for msg in self._stub.StartExec(requests()):
+            yield convert.exec_frame_from_proto(msg)
+
+    @translate_errors
+    async def get_exec(self, exec_id: str) -> ExecRecord:
+        return convert.exec_from_proto((await self._stub.GetExec(pb.GetExecRequest(id=exec_id))).exec)
+
+    @translate_errors
+    async def resize_exec(self, exec_id: str, height: int, width: int) -> None:
+        await self._stub.ResizeExec(pb.ResizeExecRequest(id=exec_id, height=height, width=width))

@@ -17,6 +17,8 @@ from containers_svc.api import (
     ContainerRecord,
     ContainerState,
     CreateRequest,
+    ExecConfig,
+    ExecRecord,
     LogEntry,
     LogsOptions,
     OutputFrame,
@@ -34,6 +36,12 @@ __all__ = [
     "container_to_proto",
     "create_from_proto",
     "create_to_proto",
+    "exec_config_from_proto",
+    "exec_config_to_proto",
+    "exec_frame_from_proto",
+    "exec_frame_to_proto",
+    "exec_from_proto",
+    "exec_to_proto",
     "frame_from_proto",
     "frame_to_proto",
     "log_entry_from_proto",
@@ -212,3 +220,49 @@ def prune_to_proto(r: PruneResult) -> pb.PruneContainersResponse:
 
 def prune_from_proto(m: pb.PruneContainersResponse) -> PruneResult:
     return PruneResult(list(m.deleted), m.space_reclaimed)
+
+
+def exec_config_to_proto(c: ExecConfig) -> pb.ExecConfig:
+    h, w = c.console_size or (0, 0)
+    return pb.ExecConfig(
+        attach_stdin=c.attach_stdin, attach_stdout=c.attach_stdout, attach_stderr=c.attach_stderr,
+        tty=c.tty, console_height=h, console_width=w, detach_keys=c.detach_keys, env=c.env, cmd=c.cmd,
+        privileged=c.privileged, user=c.user, working_dir=c.working_dir,
+    )  # fmt: skip
+
+
+def exec_config_from_proto(m: pb.ExecConfig) -> ExecConfig:
+    size = (m.console_height, m.console_width) if m.console_height or m.console_width else None
+    return ExecConfig(
+        cmd=list(m.cmd), attach_stdin=m.attach_stdin, attach_stdout=m.attach_stdout,
+        attach_stderr=m.attach_stderr, tty=m.tty, console_size=size, detach_keys=m.detach_keys,
+        env=list(m.env), privileged=m.privileged, user=m.user, working_dir=m.working_dir,
+    )  # fmt: skip
+
+
+def exec_to_proto(r: ExecRecord) -> pb.Exec:
+    return pb.Exec(
+        id=r.id, container_id=r.container_id, config=exec_config_to_proto(r.config), running=r.running,
+        exit_code=r.exit_code, pid=r.pid, open_stdin=r.open_stdin, open_stdout=r.open_stdout,
+        open_stderr=r.open_stderr, can_remove=r.can_remove,
+    )  # fmt: skip
+
+
+def exec_from_proto(m: pb.Exec) -> ExecRecord:
+    return ExecRecord(
+        id=m.id, container_id=m.container_id, config=exec_config_from_proto(m.config), running=m.running,
+        exit_code=m.exit_code if m.HasField("exit_code") else None, pid=m.pid, open_stdin=m.open_stdin,
+        open_stdout=m.open_stdout, open_stderr=m.open_stderr, can_remove=m.can_remove,
+    )  # fmt: skip
+
+
+def exec_frame_to_proto(f: OutputFrame, tty: bool) -> pb.StartExecResponse:
+    if f.ready:
+        return pb.StartExecResponse(ready=pb.AttachReady(tty=tty))
+    return pb.StartExecResponse(output=pb.OutputFrame(stream=cast(Any, f.stream), data=f.data))
+
+
+def exec_frame_from_proto(m: pb.StartExecResponse) -> OutputFrame:
+    if m.WhichOneof("msg") == "ready":
+        return OutputFrame(ready=True)
+    return OutputFrame(stream=m.output.stream, data=m.output.data)

@@ -15,7 +15,16 @@ from containers_svc.config import DEFAULT_PATH, parse_signal, security_opts
 from containers_svc.rootfs import find_executable, lookup_user, mkdir_in_root, resolve_in_root
 from ocirun import ContainerSpec, Device, Mount, Namespace, Resources, Ulimit
 
-__all__ = ["build_spec", "parse_mounts", "process_env", "write_etc_files"]
+__all__ = [
+    "PRIVATE_KEYS",
+    "build_spec",
+    "parse_mounts",
+    "process_env",
+    "public_mount",
+    "volume_point",
+    "volumes_from",
+    "write_etc_files",
+]
 
 _PROPAGATIONS = ("private", "rprivate", "shared", "rshared", "slave", "rslave")
 
@@ -34,42 +43,89 @@ def _bind_point(source: str, dest: str, ro: bool, mode: str, propagation: str) -
             "Propagation": propagation}  # fmt: skip
 
 
+# Mount-point keys Docker keeps internally but never shows in inspect; "_"-keys live only until
+# the volume is acquired at create.
+PRIVATE_KEYS = ("CopyData", "_Driver", "_DriverOpts", "_Labels")
+
+
+def volume_point(name: str, dest: str, rw: bool, mode: str = "", copy_data: bool = True,
+                 driver: str = "", driver_opts: Mapping[str, str] | None = None,
+                 labels: Mapping[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
+    """A Docker volume MountPoint; an empty ``name`` is an anonymous volume not yet created."""
+    return {"Type": "volume", "Name": name, "Source": "", "Destination": dest,
+            "Driver": driver or "local", "Mode": mode, "RW": rw, "Propagation": "",
+            "CopyData": copy_data, "_Driver": driver, "_DriverOpts": dict(driver_opts or {}),
+            "_Labels": dict(labels or {})}  # fmt: skip
+
+
+def public_mount(mp: Mapping[str, Any]) -> dict[str, Any]:
+    """The MountPoint as inspect shows it (private keys dropped)."""
+    return {k: v for k, v in mp.items() if k not in PRIVATE_KEYS}
+
+
+def volumes_from(spec: str) -> tuple[str, bool | None]:
+    """``ctr[:ro|rw]`` of HostConfig.VolumesFrom -> (container, RW override or None).
+
+    Raises:
+        errdefs.InvalidArgument: moby's texts for a bad mode.
+    """
+    ref, sep, mode = spec.partition(":")
+    if not ref:
+        raise errdefs.InvalidArgument(f"invalid volumes-from spec: '{spec}'")
+    if not sep:
+        return ref, None
+    if mode not in ("ro", "rw"):
+        raise errdefs.InvalidArgument(f"invalid mode for volumes-from: {mode}")
+    return ref, mode == "rw"
+
+
 def _bad_mount(kind: str, why: str) -> errdefs.InvalidArgument:
     return errdefs.InvalidArgument(f'invalid mount config for type "{kind}": {why}')
 
 
 def parse_mounts(hc: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Docker MountPoints for HostConfig.Binds and HostConfig.Mounts (bind and tmpfs).
+    """Docker MountPoints for HostConfig.Binds and HostConfig.Mounts (bind, volume, tmpfs).
+
+    Volume points carry an empty Source (and an empty Name when anonymous) until the
+    containers service acquires them.
 
     Raises:
-        errdefs.InvalidArgument: malformed specs (moby's texts); named volumes, which need the
-            volumes service (not wired yet).
+        errdefs.InvalidArgument: malformed specs (moby's texts).
     """
     out: list[dict[str, Any]] = []
     for spec in hc.get("Binds") or []:
         parts = spec.split(":")
-        if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+        if len(parts) == 1 and parts[0].startswith("/"):
+            parts = ["", parts[0]]  # moby: a lone path is an anonymous volume
+        if len(parts) not in (2, 3) or not parts[1] or (not parts[0] and len(parts) == 3):
             raise errdefs.InvalidArgument(f"invalid volume specification: '{spec}'")
         src, dst = parts[0], parts[1]
         opts = parts[2].split(",") if len(parts) == 3 else []
+        kind = "bind" if src.startswith("/") else "volume"
         if not dst.startswith("/"):
             raise errdefs.InvalidArgument(
-                f"invalid volume specification: '{spec}': invalid mount config for type \"bind\": "
+                f"invalid volume specification: '{spec}': invalid mount config for type \"{kind}\": "
                 f"invalid mount path: '{dst}' mount path must be absolute"
             )
-        if not src.startswith("/"):
-            raise errdefs.InvalidArgument(f"named volumes are not supported yet: '{src}'")
         ro = False
+        nocopy = False
         propagation = "rprivate"
         for o in opts:
             if o in ("ro", "rw"):
                 ro = o == "ro"
-            elif o in _PROPAGATIONS:
+            elif o in _PROPAGATIONS and kind == "bind":
                 propagation = o
-            elif o not in ("z", "Z", "nocopy", "consistent", "cached", "delegated", ""):
+            elif o == "nocopy" and kind == "volume":
+                nocopy = True
+            elif o not in ("z", "Z", "consistent", "cached", "delegated", ""):
                 raise errdefs.InvalidArgument(f"invalid mode: {o}")
         if os.path.normpath(dst) == "/":
             raise errdefs.InvalidArgument(f"invalid specification: destination can't be '/' in '{spec}'")
+        if kind == "volume":
+            # docker inspect shows "z" for a named -v volume given no mode
+            mode = parts[2] if len(parts) == 3 else ("z" if src else "")
+            out.append(volume_point(src, os.path.normpath(dst), not ro, mode, not nocopy))
+            continue
         out.append(_bind_point(os.path.normpath(src), os.path.normpath(dst), ro,
                                parts[2] if len(parts) == 3 else "", propagation))  # fmt: skip
     for m in hc.get("Mounts") or []:
@@ -79,6 +135,10 @@ def parse_mounts(hc: Mapping[str, Any]) -> list[dict[str, Any]]:
             raise _bad_mount(kind, "field Target must not be empty")
         if not target.startswith("/"):
             raise _bad_mount(kind, f"invalid mount path: '{target}' mount path must be absolute")
+        for key, allowed in (("BindOptions", "bind"), ("VolumeOptions", "volume"),
+                             ("TmpfsOptions", "tmpfs")):  # fmt: skip
+            if m.get(key) and kind != allowed and kind in ("bind", "volume", "tmpfs"):
+                raise _bad_mount(kind, f"field {key} must not be specified")
         if kind == "bind":
             src = m.get("Source", "")
             if not src:
@@ -91,13 +151,23 @@ def parse_mounts(hc: Mapping[str, Any]) -> list[dict[str, Any]]:
                     f'invalid mount config for type "bind": bind source path does not exist: {src}'
                 )
             prop = (m.get("BindOptions") or {}).get("Propagation") or "rprivate"
+            if prop not in _PROPAGATIONS:
+                raise errdefs.InvalidArgument(f"invalid propagation mode: {prop}")
             out.append(_bind_point(src, target, bool(m.get("ReadOnly")), "", prop))
         elif kind == "tmpfs":
+            if m.get("Source"):
+                raise _bad_mount(kind, "field Source must not be specified")
             out.append({"Type": "tmpfs", "Source": "", "Destination": target, "Mode": "",
                         "RW": not m.get("ReadOnly"), "Propagation": "",
                         "TmpfsOptions": m.get("TmpfsOptions") or {}})  # fmt: skip
         elif kind == "volume":
-            raise errdefs.InvalidArgument("volume mounts are not supported yet")
+            vo = m.get("VolumeOptions") or {}
+            dc = vo.get("DriverConfig") or {}
+            if vo.get("Subpath"):
+                raise _bad_mount(kind, "volume subpaths are not supported")
+            out.append(volume_point(m.get("Source", ""), os.path.normpath(target), not m.get("ReadOnly"),
+                                    "", not vo.get("NoCopy"), dc.get("Name") or "",
+                                    dc.get("Options") or {}, vo.get("Labels") or {}))  # fmt: skip
         else:
             raise errdefs.InvalidArgument(f"mount type unknown: {kind!r}")
     seen: set[str] = set()
@@ -213,7 +283,14 @@ def build_spec(
     mounts: list[Mount] = []
     tmpfs: dict[str, str] = dict(hc.get("Tmpfs") or {})
     for mp in rec.mounts:
-        if mp["Type"] == "bind":
+        if mp["Type"] == "volume":
+            opts = ["rbind", "rprivate"]
+            if not mp["RW"]:
+                opts.append("ro")
+            # Create-time validation runs before the volume exists: stand in for its path.
+            src = mp["Source"] or ("" if check_command else "/nonexistent-volume")
+            mounts.append(Mount(mp["Destination"], "bind", src, tuple(opts)))
+        elif mp["Type"] == "bind":
             if check_command and not os.path.exists(mp["Source"]):
                 os.makedirs(mp["Source"], mode=0o755, exist_ok=True)  # what docker run -v does
             opts = ["rbind", mp.get("Propagation") or "rprivate"]

@@ -114,6 +114,39 @@ class ContainersServicer(pbg.ContainersServicer):
         async for frame in self._api.attach_container(ref, opts, stdin()):
             yield convert.frame_to_proto(frame, tty)
 
+    async def CreateExec(self, req: pb.CreateExecRequest, ctx: Any) -> pb.CreateExecResponse:
+        exec_id = await self._api.create_exec(req.container, convert.exec_config_from_proto(req.config))
+        return pb.CreateExecResponse(id=exec_id)
+
+    async def StartExec(
+        self, reqs: AsyncIterator[pb.StartExecRequest], ctx: Any
+    ) -> AsyncIterator[pb.StartExecResponse]:
+        first = await anext(aiter(reqs), None)
+        if first is None or first.WhichOneof("msg") != "options":
+            raise errdefs.InvalidArgument("StartExec: the first message must carry the options")
+        opts = first.options
+        tty = (await self._api.get_exec(opts.id)).config.tty
+
+        async def stdin() -> AsyncIterator[bytes]:
+            async for r in reqs:
+                kind = r.WhichOneof("msg")
+                if kind == "stdin":
+                    yield r.stdin
+                elif kind == "close_stdin":
+                    return
+                elif kind == "resize":
+                    await self._api.resize_exec(opts.id, r.resize.height, r.resize.width)
+
+        async for frame in self._api.start_exec(opts.id, opts.detach, opts.tty, stdin()):
+            yield convert.exec_frame_to_proto(frame, tty)
+
+    async def GetExec(self, req: pb.GetExecRequest, ctx: Any) -> pb.GetExecResponse:
+        return pb.GetExecResponse(exec=convert.exec_to_proto(await self._api.get_exec(req.id)))
+
+    async def ResizeExec(self, req: pb.ResizeExecRequest, ctx: Any) -> pb.ResizeExecResponse:
+        await self._api.resize_exec(req.id, req.height, req.width)
+        return pb.ResizeExecResponse()
+
     async def PruneContainers(
         self, req: pb.PruneContainersRequest, ctx: Any
     ) -> pb.PruneContainersResponse:

@@ -33,6 +33,8 @@ from containers_svc.api import (
     ContainerState,
     CreateRequest,
     CreateResult,
+    ExecConfig,
+    ExecRecord,
     LogEntry,
     LogsOptions,
     OutputFrame,
@@ -51,6 +53,7 @@ from containers_svc.config import (
     should_restart,
     validate_host_config,
 )
+from containers_svc.execs import ExecManager
 from containers_svc.logs import format_timestamp, read_log
 from containers_svc.names import generate_name, validate_name
 from containers_svc.rootfs import ExecError
@@ -60,6 +63,7 @@ from events_svc.bus import EventsAPI
 from events_svc.model import Event
 from images_svc.api import ImagesAPI
 from ocirun import OciRuntime, build_oci_spec, connect_attach_path
+from volumes_svc.api import VolumesAPI
 
 __all__ = ["ContainersService"]
 
@@ -176,6 +180,7 @@ class ContainersService:
         events: EventsAPI,
         runtime: OciRuntime,
         node_id: str,
+        volumes: VolumesAPI | None = None,
     ) -> None:
         self._data_root = Path(data_root)
         self._exec_root = Path(exec_root)
@@ -184,10 +189,13 @@ class ContainersService:
         self._events = events
         self._runtime = runtime
         self._node_id = node_id
+        self._volumes = volumes
         self._ctrs: dict[str, _Ctr] = {}
         self._names: dict[str, str] = {}  # name without "/" -> id
         self._tg: anyio.abc.TaskGroup | None = None
         self._names_lock = anyio.Lock()
+        self._execs = ExecManager(runtime, events, lambda ref: self._resolve(ref).rec, self._bundle,
+                                  self._tg_or_fail)  # fmt: skip
 
     # ---- start-up ------------------------------------------------------------------------------
 
@@ -301,7 +309,7 @@ class ContainersService:
             self._resolve(mode.split(":", 1)[1])
         elif mode not in ("none", "bridge", "host"):
             raise errdefs.NotFound(f"network {mode} not found")
-        mounts = runspec.parse_mounts(hc)
+        mounts = self._container_mounts(hc, cfg)
         async with self._names_lock:
             if req.name:
                 name = validate_name(req.name)
@@ -334,16 +342,81 @@ class ContainersService:
                                 "WorkDir": snap.work_dir}  # fmt: skip
             ctr = _Ctr(StoredContainer(rec))
             try:
+                # Docker counts created and stopped containers as volume users: reference now.
+                await self._acquire_volumes(rec)
                 await anyio.Path(bundle).mkdir(parents=True, exist_ok=True)
                 await self._store.insert(ctr.stored)
             except BaseException:
                 with anyio.CancelScope(shield=True):
+                    await self._release_volumes(rec, remove=True)
                     await self._drop_files(cid)
                 raise
             self._ctrs[cid] = ctr
             self._names[name] = cid
         await self._publish(ctr, "create")
         return CreateResult(cid, warnings)
+
+    def _container_mounts(self, hc: dict[str, Any], cfg: dict[str, Any]) -> list[dict[str, Any]]:
+        """Binds and Mounts, then --volumes-from, then the image's VOLUMEs (moby's order)."""
+        mounts = runspec.parse_mounts(hc)
+        dests = {m["Destination"] for m in mounts}
+        for spec in hc.get("VolumesFrom") or []:
+            ref, rw = runspec.volumes_from(spec)
+            src = self._resolve(ref)
+            for mp in src.rec.mounts:
+                if mp["Type"] not in ("bind", "volume") or mp["Destination"] in dests:
+                    continue
+                cp = {**runspec.public_mount(mp), **({"RW": rw} if rw is not None else {})}
+                if cp["Type"] == "volume":
+                    cp.update(CopyData=False, _Driver="", _DriverOpts={}, _Labels={})
+                mounts.append(cp)
+                dests.add(mp["Destination"])
+        for dest in sorted(cfg.get("Volumes") or {}):
+            path = os.path.normpath(dest)
+            if not path.startswith("/"):
+                raise errdefs.InvalidArgument(f"invalid mount path: '{dest}' mount path must be absolute")
+            if path not in dests:
+                mounts.append(runspec.volume_point("", path, True))
+                dests.add(path)
+        return mounts
+
+    async def _acquire_volumes(self, rec: ContainerRecord, rootfs: str = "") -> None:
+        """Reference (creating when new) every volume of ``rec``; with ``rootfs``, copy up too."""
+        acquired: list[str] = []
+        try:
+            for mp in rec.mounts:
+                if mp["Type"] != "volume":
+                    continue
+                if self._volumes is None:
+                    raise errdefs.InvalidArgument("volumes are not available: no volumes service")
+                res = await self._volumes.acquire_volume(
+                    mp["Name"], rec.id, driver=mp.pop("_Driver", ""),
+                    driver_opts=mp.pop("_DriverOpts", None), labels=mp.pop("_Labels", None),
+                    copy_up_source=rootfs if rootfs and mp.get("CopyData") else "",
+                    copy_up_path=mp["Destination"],
+                )  # fmt: skip
+                acquired.append(res.volume.name)
+                mp["Name"], mp["Source"] = res.volume.name, res.mountpoint
+                mp["Driver"] = res.volume.driver or "local"
+        except BaseException:
+            if not rootfs:
+                with anyio.CancelScope(shield=True):
+                    for name in acquired:
+                        await self._release_one(name, rec.id, True)
+            raise
+
+    async def _release_volumes(self, rec: ContainerRecord, remove: bool) -> None:
+        for mp in rec.mounts:
+            if mp["Type"] == "volume" and mp.get("Name"):
+                await self._release_one(mp["Name"], rec.id, remove)
+
+    async def _release_one(self, name: str, cid: str, remove: bool) -> None:
+        if self._volumes is None:
+            return
+        try:
+            await self._volumes.release_volume(name, cid, remove=remove)
+        except errdefs.EngineError as e:  # never fail a removal over a volume
+            log.warning("releasing volume %s of %s: %s", name, cid, e)
 
     def _validate_spec(self, rec: ContainerRecord) -> None:
         spec = runspec.build_spec(rec, "/nonexistent-rootfs", {}, check_command=False)
@@ -368,6 +441,8 @@ class ContainersService:
         rec = ctr.rec
         out = ContainerRecord(**{f: getattr(rec, f) for f in rec.__dataclass_fields__})
         out.state = ContainerState(**{f: getattr(rec.state, f) for f in rec.state.__dataclass_fields__})
+        out.exec_ids = self._execs.ids_of(ctr.id)
+        out.mounts = [runspec.public_mount(m) for m in rec.mounts]
         if size:
             upper = rec.graph_driver.get("UpperDir", "")
             rw = await anyio.to_thread.run_sync(_dir_size, upper) if upper else 0
@@ -418,6 +493,9 @@ class ContainersService:
         if f.get("exited"):
             if rec.state.status != "exited" or str(rec.state.exit_code) not in f["exited"]:
                 return False
+        if f.get("volume") and not any(v in (m.get("Name"), m.get("Source"), m.get("Destination"))
+                                       for m in rec.mounts for v in f["volume"]):  # fmt: skip
+            return False
         if f.get("ancestor"):
             img = rec.image
             ok = any(v in (img, img.split(":")[0]) or rec.image_id.removeprefix("sha256:").startswith(
@@ -470,6 +548,7 @@ class ContainersService:
                     raise errdefs.Conflict(f"cannot join namespace of a non running container: {other.id}")
                 pid_of[mode.split(":", 1)[1]] = other.rec.state.pid
         try:
+            await self._acquire_volumes(rec, snap.merged_dir)
             await anyio.to_thread.run_sync(runspec.write_etc_files, rec)
             spec = await anyio.to_thread.run_sync(runspec.build_spec, rec, snap.merged_dir, pid_of)
             oci = await anyio.to_thread.run_sync(
@@ -779,9 +858,10 @@ class ContainersService:
                 await self._resume_quietly(ctr)
             with anyio.move_on_after(KILL_WAIT):
                 await shot.event.wait()
-        await self._remove(ctr)
+        await self._remove(ctr, volumes)
 
-    async def _remove(self, ctr: _Ctr) -> None:
+    async def _remove(self, ctr: _Ctr, volumes: bool | None = None) -> None:
+        """Remove ``ctr``; ``volumes`` (default: AutoRemove) also deletes its anonymous volumes."""
         async with ctr.lock:
             if ctr.gone:
                 return
@@ -796,8 +876,11 @@ class ContainersService:
                     pass
                 await self._runtime.cleanup_files(ctr.id)
                 await self._drop_files(ctr.id)
+                rm_vols = bool(ctr.rec.host_config.get("AutoRemove")) if volumes is None else volumes
+                await self._release_volumes(ctr.rec, rm_vols)
                 await self._store.delete(ctr.id)
                 self._ctrs.pop(ctr.id, None)
+                self._execs.forget(ctr.id)
                 if self._names.get(ctr.name) == ctr.id:
                     del self._names[ctr.name]
                 code = ctr.rec.state.exit_code
@@ -961,3 +1044,19 @@ class ContainersService:
         finally:
             if registered:
                 ctr.pending_attach -= 1
+
+    # ---- exec (containers_svc.execs) -----------------------------------------------------------
+
+    async def create_exec(self, ref: str, config: ExecConfig) -> str:
+        return await self._execs.create(ref, config)
+
+    def start_exec(
+        self, exec_id: str, detach: bool, tty: bool, stdin: AsyncIterator[bytes] | None
+    ) -> AsyncIterator[OutputFrame]:
+        return self._execs.start(exec_id, detach, tty, stdin)
+
+    async def get_exec(self, exec_id: str) -> ExecRecord:
+        return await self._execs.get(exec_id)
+
+    async def resize_exec(self, exec_id: str, height: int, width: int) -> None:
+        await self._execs.resize(exec_id, height, width)

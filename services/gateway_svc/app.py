@@ -8,6 +8,7 @@ from gateway_svc.backend import Backends
 from gateway_svc.router import Router
 from gateway_svc.routes.containers import ContainerRoutes
 from gateway_svc.routes.events import EventRoutes
+from gateway_svc.routes.exec import ExecRoutes
 from gateway_svc.routes.images import ImageRoutes
 from gateway_svc.routes.system import SystemRoutes
 from gateway_svc.routes.volumes import VolumeRoutes
@@ -23,6 +24,7 @@ def build_app(backends: Backends, data_root: Path, version: str) -> Router:
     EventRoutes(backends).register(router)
     if backends.containers is not None:
         ContainerRoutes(backends).register(router)
+        ExecRoutes(backends).register(router)
     # getattr: some tests pass a namespace that predates the volumes backend.
     if getattr(backends, "volumes", None) is not None:
         VolumeRoutes(backends).register(router)
