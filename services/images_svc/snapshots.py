@@ -18,7 +18,6 @@ only copies: the upper dir alone is the container's diff (docker diff, commit, e
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import logging
 import os
@@ -33,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import errdefs
+import hostfs
 from images_svc.content import validate_digest
 from images_svc.layers import LayerStore
 from images_svc.model import Change, ChangeKind
@@ -48,12 +48,6 @@ _EXTRA_OPTS = "index=off,redirect_dir=off,metacopy=off"
 _MNT_DETACH = 2
 _UNSAFE_OPT_CHARS = frozenset(",:\\=\n")
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
-                        ctypes.c_char_p]
-_libc.mount.restype = ctypes.c_int
-_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-_libc.umount2.restype = ctypes.c_int
 
 
 def validate_key(key: str) -> str:
@@ -79,36 +73,16 @@ class SnapshotPaths:
     merged: Path
 
 
-def _unescape_mountinfo(field: bytes) -> str:
-    return os.fsdecode(re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m[1], 8)]), field))
-
-
-def mount_points() -> list[str]:
-    """Return the mount points of this mount namespace, from /proc/self/mountinfo."""
-    with open("/proc/self/mountinfo", "rb") as f:
-        return [_unescape_mountinfo(line.split(b" ")[4]) for line in f if line.strip()]
-
-
 def _mount(source: str, target: Path, fstype: str, data: str) -> None:
-    rc = _libc.mount(source.encode(), os.fsencode(target), fstype.encode(), 0,
-                     os.fsencode(data))
-    if rc != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), str(target))
+    hostfs.mount(source, target, fstype, 0, data)
 
 
 def _umount(target: Path) -> None:
-    if _libc.umount2(os.fsencode(target), _MNT_DETACH) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), str(target))
+    hostfs.umount(target, _MNT_DETACH)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+mount_points = hostfs.mount_points
+_fsync_dir = hostfs.fsync_dir
 
 
 def _is_whiteout(st: os.stat_result) -> bool:

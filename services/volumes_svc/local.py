@@ -16,7 +16,6 @@ Safety rules, in code below:
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import json
 import logging
@@ -30,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import errdefs
+import hostfs
 
 __all__ = [
     "MountSpec", "VolumeDirs", "dir_size", "mount", "mount_points", "parse_options", "unmount",
@@ -85,12 +85,6 @@ _VALID_OPTS = ("type", "o", "device", "size")
 # moby's mandatoryOpts: an option that needs others.
 _MANDATORY = {"device": ("type",), "type": ("device",), "o": ("device", "type")}
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
-                        ctypes.c_char_p]
-_libc.mount.restype = ctypes.c_int
-_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-_libc.umount2.restype = ctypes.c_int
 
 
 def _go_quote(s: str) -> str:
@@ -231,23 +225,8 @@ def check_device(spec: MountSpec) -> None:
 # -- mounts -------------------------------------------------------------------------------
 
 
-def _unescape_mountinfo(field: bytes) -> str:
-    return os.fsdecode(re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m[1], 8)]), field))
-
-
-def mount_points() -> list[str]:
-    """Return the mount points of this mount namespace, from /proc/self/mountinfo."""
-    with open("/proc/self/mountinfo", "rb") as f:
-        return [_unescape_mountinfo(line.split(b" ")[4]) for line in f if line.strip()]
-
-
-def _mount_call(source: str, target: Path, fstype: str | None, flags: int, data: str) -> None:
-    rc = _libc.mount(source.encode(), os.fsencode(target),
-                     fstype.encode() if fstype else None, flags,
-                     os.fsencode(data) if data else None)
-    if rc != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), str(target))
+mount_points = hostfs.mount_points
+_mount_call = hostfs.mount
 
 
 def mount(spec: MountSpec, target: Path) -> None:
@@ -276,11 +255,12 @@ def mount(spec: MountSpec, target: Path) -> None:
 def unmount(target: Path) -> None:
     """Detach whatever is mounted on ``target``; a target with no mount is fine."""
     while str(target) in mount_points():
-        if _libc.umount2(os.fsencode(target), MNT_DETACH) != 0:
-            err = ctypes.get_errno()
-            if err == errno.EINVAL:
+        try:
+            hostfs.umount(target, MNT_DETACH)
+        except OSError as e:
+            if e.errno == errno.EINVAL:
                 return
-            raise errdefs.Internal(f"failed to unmount local volume {target}: {os.strerror(err)}")
+            raise errdefs.Internal(f"failed to unmount local volume {target}: {e.strerror}") from None
 
 
 def mounted_under(path: Path) -> list[str]:
@@ -319,12 +299,7 @@ def dir_size(path: Path) -> int:
     return total
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+_fsync_dir = hostfs.fsync_dir
 
 
 class VolumeDirs:
