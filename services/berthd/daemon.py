@@ -64,6 +64,7 @@ class Hosted:
     containers: ContainersAPI | None = None
     containers_service: ContainersService | None = None
     state: StateStore | None = None
+    runtime: OciRuntime | None = None
 
 
 def _prepare_dirs(cfg: DaemonConfig) -> None:
@@ -119,6 +120,7 @@ async def _host_containers(
     state = await _shared_state(cfg, stack, node_id, hosted)
     runtime = await OciRuntime.detect(cfg.exec_root)
     log.info("OCI runtime: %s", runtime.strategy)
+    hosted.runtime = runtime
     assert hosted.images is not None and hosted.events is not None
     svc = ContainersService(cfg.data_root, cfg.exec_root, SqlContainerStore(state, node_id),
                             hosted.images, hosted.events, runtime, node_id, volumes=hosted.volumes)
@@ -163,7 +165,10 @@ def _facts(cfg: DaemonConfig, node_id: str, mode: str) -> EngineFacts:
 
 def _add_system(cfg: DaemonConfig, node_id: str, mode: str, hosted: Hosted) -> None:
     images, containers = hosted.images, hosted.containers
-    system = SystemService(_facts(cfg, node_id, mode), lambda: _count_images(images),
+    facts = _facts(cfg, node_id, mode)
+    if hosted.runtime is not None:
+        facts.default_runtime = hosted.runtime.name
+    system = SystemService(facts, lambda: _count_images(images),
                            lambda: _count_containers(containers))
     hosted.system = system
     hosted.servicers.append((system_server.add_to_server, system_server.SystemServicer(system)))

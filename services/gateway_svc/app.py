@@ -11,6 +11,7 @@ from gateway_svc.routes.events import EventRoutes
 from gateway_svc.routes.exec import ExecRoutes
 from gateway_svc.routes.images import ImageRoutes
 from gateway_svc.routes.system import SystemRoutes
+from gateway_svc.routes.system_df import SystemDfRoutes
 from gateway_svc.routes.volumes import VolumeRoutes
 
 __all__ = ["Backends", "build_app"]
@@ -28,4 +29,6 @@ def build_app(backends: Backends, data_root: Path, version: str) -> Router:
     # getattr: some tests pass a namespace that predates the volumes backend.
     if getattr(backends, "volumes", None) is not None:
         VolumeRoutes(backends).register(router)
+        if backends.containers is not None:
+            SystemDfRoutes(backends).register(router)
     return router

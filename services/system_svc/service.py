@@ -99,6 +99,7 @@ class EngineFacts:
     insecure_registries: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     services: dict[str, str] = field(default_factory=dict)
+    default_runtime: str = "crun"
 
 
 def _git_commit() -> str:
@@ -177,6 +178,7 @@ class SystemService:
             exec_root=str(facts.exec_root),
             images=await self._count_images(),
             logging_driver=facts.logging_driver,
+            default_runtime=facts.default_runtime,
             cgroup_version=cgv,
             runtimes=["crun", "runc"],
             kernel_version=uname.release,
