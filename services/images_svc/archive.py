@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import platform
 import re
 import tarfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -20,6 +19,7 @@ import anyio.from_thread
 import anyio.to_thread
 
 import errdefs
+from dockerapi.platforms import host_arch
 from dockerapi.reference import parse_reference
 from images_svc.content import ContentStore, DigestMismatch
 from images_svc.layers import DECOMPRESS_ERRORS, detect_compression, open_decompressed
@@ -53,8 +53,6 @@ _META_LIMIT = 20 << 20  # JSON metadata cap (containerd's import limit, CVE-2023
 _BLOB_NAME_RE = re.compile(r"^blobs/sha256/([0-9a-f]{64})$")
 _CHUNK = 1 << 20
 _BLOCK = tarfile.BLOCKSIZE
-_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le",
-         "s390x": "s390x", "riscv64": "riscv64"}
 
 
 class Descriptor(NamedTuple):
@@ -91,9 +89,7 @@ class SaveImage:
     repo_tags: list[str] = field(default_factory=list)  # familiar "name:tag"
 
 
-def _host_arch() -> str:
-    m = platform.machine()
-    return _ARCH.get(m, m)
+_host_arch = host_arch
 
 
 # --- reading -----------------------------------------------------------------------------

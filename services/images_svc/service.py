@@ -5,7 +5,6 @@ from __future__ import annotations
 import fnmatch
 import json
 import logging
-import platform
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import anyio
 
 import errdefs
 from dockerapi import filters as dfilters
+from dockerapi.platforms import host_arch
 from dockerapi.reference import Reference, parse_reference
 from dockerapi.timefmt import now_rfc3339, rfc3339_seconds
 from events_svc.bus import EventsAPI
@@ -35,7 +35,7 @@ from images_svc.model import (
 from images_svc.snapshots import Snapshotter, mount_points, validate_key
 from images_svc.store import ImageStore
 
-__all__ = ["ImagesService", "host_arch"]
+__all__ = ["ImagesService"]
 
 log = logging.getLogger(__name__)
 
@@ -43,17 +43,9 @@ MEDIA_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MEDIA_OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 MEDIA_OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
 
-_GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le",
-           "s390x": "s390x", "riscv64": "riscv64", "i686": "386"}
 
 LIST_FILTERS = {"dangling", "reference", "label", "before", "since", "until"}
 PRUNE_FILTERS = {"dangling", "until", "label", "label!"}
-
-
-def host_arch() -> str:
-    """The host architecture in GOARCH terms."""
-    m = platform.machine()
-    return _GOARCH.get(m, m)
 
 
 def _short(image_id: str) -> str:

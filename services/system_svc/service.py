@@ -13,13 +13,13 @@ from typing import Protocol
 
 import anyio
 
+from dockerapi.platforms import goarch
 from dockerapi.versions import MAX_API, MIN_API
 
 __all__ = ["BERTH_VERSION", "EngineFacts", "InfoReport", "SystemAPI", "SystemService", "VersionReport"]
 
 BERTH_VERSION = "0.1.0"
 
-_GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +155,7 @@ class SystemService:
             git_commit=_git_commit(),
             kernel_version=uname.release,
             os="linux",
-            arch=_GOARCH.get(uname.machine, uname.machine),
+            arch=goarch(uname.machine),
             runtime_version=f"{platform.python_implementation()} {platform.python_version()}",
         )
 
