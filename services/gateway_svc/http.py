@@ -290,6 +290,19 @@ class Request:
         except RecursionError:
             raise errdefs.InvalidArgument("invalid JSON: nested too deeply") from None
 
+    async def json_object(
+        self, limit: int = DEFAULT_JSON_LIMIT, *, default: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Like :meth:`json`, for endpoints whose body must be a JSON object.
+
+        Raises:
+            errdefs.InvalidArgument: as :meth:`json`, or the body is not an object.
+        """
+        body = await self.json(limit, default=... if default is None else default)
+        if not isinstance(body, dict):
+            raise errdefs.InvalidArgument("invalid JSON: body must be an object")
+        return body
+
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.target}>"
 

@@ -213,6 +213,9 @@ class ImagesService:
     async def import_image(
         self, opts: ImportOptions, data: AsyncIterator[bytes]
     ) -> AsyncIterator[ProgressEvent]:
+        if opts.platform_os and opts.platform_os != "linux":
+            plat = "/".join(p for p in (opts.platform_os, opts.platform_arch, opts.platform_variant) if p)
+            raise errdefs.InvalidArgument(f"unknown operating system or architecture: {plat}")
         target: Reference | None = None
         if opts.repo:
             target = _tag_target(opts.repo, opts.tag)

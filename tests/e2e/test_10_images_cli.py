@@ -297,3 +297,10 @@ def test_malformed_filters_json_is_400(berthd: BerthdProcess) -> None:
         assert err.value.status_code == 400
     finally:
         client.close()
+
+
+def test_import_unknown_platform_fails(docker: DockerCLI) -> None:
+    res = docker("import", "--platform", "windows/amd64", "-", _name(), input=_rootfs_tar({"a": b"1"}),
+                 text=False, check=False)
+    assert res.returncode != 0
+    assert b"unknown operating system or architecture" in res.stderr

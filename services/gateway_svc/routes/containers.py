@@ -116,9 +116,7 @@ class ContainerRoutes:
     # --- create, list, inspect, prune -------------------------------------------------------
 
     async def post_containers_create(self, req: Request) -> Response:
-        body = await req.json()
-        if not isinstance(body, dict):
-            raise errdefs.InvalidArgument("invalid JSON: body must be an object")
+        body = await req.json_object()
         host_config = body.get("HostConfig")
         host_config = {} if host_config is None else host_config
         networking = body.get("NetworkingConfig")

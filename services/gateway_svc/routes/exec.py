@@ -118,9 +118,7 @@ class ExecRoutes:
 
     async def post_exec_start(self, req: Request) -> Response:
         exec_id = req.params["id"]
-        body = await req.json(default={})
-        if not isinstance(body, dict):
-            raise errdefs.InvalidArgument("invalid JSON: body must be an object")
+        body = await req.json_object(default={})
         detach, tty = bool(body.get("Detach")), bool(body.get("Tty"))
         rec = await self._containers.get_exec(exec_id)
         if detach:

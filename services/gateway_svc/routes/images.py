@@ -75,10 +75,6 @@ class ImageRoutes:
             platform_arch=plat[1] if len(plat) > 1 else "",
             platform_variant=plat[2] if len(plat) > 2 else "",
         )
-        if opts.platform_os and opts.platform_os != "linux":
-            raise errdefs.InvalidArgument(
-                f"unknown operating system or architecture: {req.query.get('platform')}"
-            )
         events = self._images.import_image(opts, req.body())
         return StreamResponse(progress_stream(events), content_type=JSON_STREAM)
 
