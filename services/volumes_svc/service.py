@@ -311,8 +311,7 @@ class VolumesService:
                         local.mount_points):
                     await anyio.to_thread.run_sync(local.mount, spec, data)
                 if copy_up_source and not others and (spec is None or spec.fstype == "tmpfs"):
-                    await anyio.to_thread.run_sync(
-                        local.copy_up, Path(copy_up_source), copy_up_path, data)
+                    await local.copy_up_async(Path(copy_up_source), copy_up_path, data)
             except BaseException:
                 if new_ref:
                     with anyio.CancelScope(shield=True):
