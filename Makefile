@@ -61,10 +61,11 @@ test: install
 images: install
 	bash scripts/load-images.sh
 
+# berth beside dockerd and podman, one table (bench/README.md); BENCH_ARGS e.g. "--runs 20 --quick".
 bench: install
+	bash scripts/bench-deps.sh
 	bash scripts/build-fixtures.sh
-	$(BIN)/python bench/bench_images.py
-	$(BIN)/python bench/bench_containers.py
+	$(BIN)/python bench/side_by_side.py $(BENCH_ARGS)
 
 conformance: install
 	@echo "make conformance: the docker-py suite runner arrives with issue #9; nothing to run yet" >&2
