@@ -83,6 +83,24 @@ def _links() -> list[str]:
     return os.listdir("/sys/class/net")
 
 
+def _nft_tables() -> set[str]:
+    out = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=False).stdout
+    return {line.removeprefix("table ").strip() for line in out.splitlines() if line.startswith("table ")}
+
+
+_BASE_CHAINS = {"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"}
+
+
+def _drop_cni_tables(before: set[str]) -> None:
+    """Delete the iptables-nft tables podman's CNI plugins made during the run, and only those."""
+    for table in _nft_tables() - before:
+        listing = subprocess.run(["nft", "list", "table", *table.split()], capture_output=True,
+                                 text=True, check=False).stdout
+        chains = {ln.split()[1] for ln in listing.splitlines() if ln.strip().startswith("chain ")}
+        if all(c.startswith("CNI-") or c in _BASE_CHAINS for c in chains):
+            subprocess.run(["nft", "delete", "table", *table.split()], capture_output=True, check=False)
+
+
 @dataclass
 class Engine:
     """One engine under test: a name, its DOCKER_HOST, and the PIDs whose memory it costs."""
@@ -190,6 +208,7 @@ class PodmanEngine(Engine):
     def __init__(self, base: Path) -> None:
         super().__init__("podman", base / "p")
         self._links_before = set(_links())
+        self._tables_before = _nft_tables()
 
     def _env(self) -> dict[str, str]:
         b = self.base
@@ -245,5 +264,6 @@ class PodmanEngine(Engine):
         for dev in set(_links()) - self._links_before:
             if dev.startswith("cni-podman"):  # the bridge podman's CNI config made for this run
                 subprocess.run(["ip", "link", "del", dev], capture_output=True, check=False)
+        _drop_cni_tables(self._tables_before)
         _unmount_under(self.base)
         shutil.rmtree(self.base, ignore_errors=True)

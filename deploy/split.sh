@@ -11,7 +11,7 @@ for ((i = 0; i < ${#args[@]}; i++)); do
   [ "${args[i]}" = "--exec-root" ] && exec_root=${args[i + 1]}
 done
 # Services that exist today; the gateway needs them up first.
-services=(events images volumes containers)
+services=(events images volumes networks containers registry)
 pids=()
 stop() {
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
@@ -23,7 +23,7 @@ for s in "${services[@]}"; do
   pids+=($!)
 done
 for s in "${services[@]}"; do
-  for _ in $(seq 1 100); do [ -S "$exec_root/$s.sock" ] && break; sleep 0.1; done
+  for _ in $(seq 1 300); do [ -S "$exec_root/$s.sock" ] && break; sleep 0.1; done
   [ -S "$exec_root/$s.sock" ] || { echo "split.sh: $s did not start" >&2; stop; exit 1; }
 done
 "$berthd" --service gateway "${args[@]}" &

@@ -12,7 +12,10 @@ then removes the data and exec roots; it refuses to delete through a mount that 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
+import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -52,6 +55,39 @@ _DOCKER_ENV_DROP = (
     "DOCKER_API_VERSION",
     "DOCKER_CONFIG",
 )
+
+
+def _routed() -> list[ipaddress.IPv4Network]:
+    out = subprocess.run(["ip", "-4", "route", "show", "table", "all"], capture_output=True, text=True,
+                         check=False).stdout  # fmt: skip
+    nets = []
+    for line in out.splitlines():
+        word = line.split()[0] if line.split() else ""
+        if word[:1].isdigit():
+            with contextlib.suppress(ValueError):
+                nets.append(ipaddress.IPv4Network(word if "/" in word else word + "/32", strict=False))
+    return nets
+
+
+_SLOTS_TAKEN: set[int] = set()
+
+
+def _network_slot() -> tuple[str, str, str]:
+    """(bridge name, --bip, --default-address-pool) for one test daemon.
+
+    The slot i (0..255) is random among those whose addresses no route uses yet: the bridge gets
+    10.200.i.1/24, new networks come from 10.(201 + i/16).(i%16*16).0/20 in /24s.
+    """
+    routed = _routed()
+    slots = [i for i in range(256) if i not in _SLOTS_TAKEN] or list(range(256))
+    random.shuffle(slots)
+    for i in slots:
+        bip = ipaddress.IPv4Network(f"10.200.{i}.0/24")
+        pool = ipaddress.IPv4Network(f"10.{201 + i // 16}.{i % 16 * 16}.0/20")
+        if not any(bip.overlaps(r) or pool.overlaps(r) for r in routed):
+            break
+    _SLOTS_TAKEN.add(i)  # daemons of this process not started yet have no routes to see
+    return f"btk{os.getpid() % 1000:03d}{i:03d}", f"10.200.{i}.1/24", f"base={pool},size=24"
 
 
 class BerthdError(RuntimeError):
@@ -119,6 +155,9 @@ class BerthdProcess:
         self.log_path = self.base_dir / "berthd.log"
         self.docker_config = self.base_dir / "docker-config"
         self.extra_args = list(extra_args)
+        # Networking of its own: a default bridge, a /24 for it and a /20 of pools, so daemons
+        # running side by side never share a bridge, an nft table or a subnet.
+        self.bridge, self.bip, self.address_pool = _network_slot()
         self._berthd = berthd
         self._env = dict(env or {})
         self._proc: subprocess.Popen[bytes] | None = None
@@ -154,8 +193,25 @@ class BerthdProcess:
             str(self.exec_root),
             "-H",
             self.host,
+            *self._network_args(),
             *self.extra_args,
         ]
+
+    def _network_args(self) -> list[str]:
+        given = set(self.extra_args)
+        out = []
+        if not given & {"-b", "--bridge"}:
+            out += ["--bridge", self.bridge]
+        if "--bip" not in given:
+            out += ["--bip", self.bip]
+        if "--default-address-pool" not in given:
+            out += ["--default-address-pool", self.address_pool]
+        return out
+
+    @property
+    def nft_table(self) -> str:
+        """berth's nft table of this daemon (networks_svc.nft.table_name_for)."""
+        return "berth_" + re.sub(r"[^A-Za-z0-9_]", "_", self.bridge)
 
     def start(self, timeout: float = START_TIMEOUT) -> None:
         """Start berthd and wait until `GET /_ping` answers 200.
@@ -168,7 +224,8 @@ class BerthdProcess:
             raise BerthdError(f"berthd already running (pid {self.pid})")
         for d in (self.data_root, self.exec_root, self.docker_config):
             d.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self._env}
+        # Tests never reach Docker Hub: a pull of an unknown docker.io image must not leave the host.
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "BERTH_REGISTRY_HUB": "0", **self._env}
         with self.log_path.open("ab") as log:
             log.write(f"\n=== start: {' '.join(self.command())}\n".encode())
             log.flush()
@@ -276,12 +333,27 @@ class BerthdProcess:
                 error = exc
         self._proc = None
         _unmount_all(self.base_dir)
+        self._remove_network_leftovers()
         for d in (self.data_root, self.exec_root, self.docker_config):
             if mounts_under(d):
                 raise BerthdError(f"still mounted under {d}; not deleting it")
             shutil.rmtree(d, ignore_errors=True)
         if error is not None:
             raise error
+
+    def _remove_network_leftovers(self) -> None:
+        # Interfaces this daemon made carry its marker as ifalias; its nft table is its own.
+        # Container netns bind mounts lived under the exec root and are unmounted already.
+        alias = f"berth:{self.nft_table}"
+        try:
+            links = json.loads(subprocess.run(["ip", "-j", "link", "show"], capture_output=True,
+                                              text=True, check=False).stdout or "[]")
+        except ValueError:
+            links = []
+        for link in links:
+            if link.get("ifalias") == alias:
+                subprocess.run(["ip", "link", "del", link["ifname"]], capture_output=True, check=False)
+        subprocess.run(["nft", "delete", "table", "ip", self.nft_table], capture_output=True, check=False)
 
     def _remove_containers(self) -> None:
         # Containers outlive berthd (conmon is their parent), so ask berthd to remove them first.
@@ -314,6 +386,11 @@ class BerthdProcess:
         """Environment for the docker CLI: this daemon, an isolated config dir, no hints."""
         env = {k: v for k, v in os.environ.items() if k not in _DOCKER_ENV_DROP}
         self.docker_config.mkdir(parents=True, exist_ok=True)
+        cfg = self.docker_config / "config.json"
+        if not cfg.exists():
+            # With no auth in its config the CLI picks a credential helper it finds on PATH (pass,
+            # secretservice); one placeholder entry keeps logins in this file, as on a bare host.
+            cfg.write_text('{"auths": {"berth-tests.invalid": {}}}\n')
         env.update(
             DOCKER_HOST=self.host,
             DOCKER_CONFIG=str(self.docker_config),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,8 @@ _FILE_KEYS = {
     "registry-mirrors": "registry_mirrors",
     "insecure-registries": "insecure_registries",
     "default-address-pools": "default_address_pools",
+    "bip": "bip",
+    "bridge": "bridge",
     "log-driver": "log_driver",
     "log-opts": "log_opts",
     "max-concurrent-downloads": "max_concurrent_downloads",
@@ -35,6 +38,7 @@ _FILE_KEYS = {
     "tlscacert": "tlscacert",
     "tlscert": "tlscert",
     "tlskey": "tlskey",
+    "certs-dir": "certs_dir",
 }
 
 
@@ -59,9 +63,14 @@ class DaemonConfig:
     registry_mirrors: list[str] = field(default_factory=list)
     insecure_registries: list[str] = field(default_factory=list)
     default_address_pools: list[dict[str, Any]] = field(default_factory=list)
+    # The default "bridge" network: its Linux bridge and gateway/subnet ("" = see effective_bridge).
+    bridge: str = ""
+    bip: str = ""
     log_driver: str = "json-file"
     log_opts: dict[str, str] = field(default_factory=dict)
     max_concurrent_downloads: int = 3
+    # Per-registry CAs and client certificates: <certs_dir>/<host:port>/{ca.crt,client.cert,client.key}.
+    certs_dir: Path = Path("/etc/berth/certs.d")
     debug: bool = False
     log_level: str = "info"
     config_file: str = ""
@@ -77,6 +86,15 @@ class DaemonConfig:
 
     def effective_state_url(self) -> str:
         return self.state_url or f"sqlite+aiosqlite:///{self.data_root / 'state.db'}"
+
+    def effective_bridge(self) -> str:
+        """berth0 for the default exec root; another exec root gets its own name, so two daemons
+        on one host never share a bridge or an nft table unless told to."""
+        if self.bridge:
+            return self.bridge
+        if self.exec_root == Path(DEFAULT_EXEC_ROOT):
+            return "berth0"
+        return "berth" + hashlib.sha256(str(self.exec_root).encode()).hexdigest()[:8]
 
     def effective_hosts(self) -> list[str]:
         return self.hosts or [f"unix://{self.exec_root / 'berth.sock'}"]
@@ -106,6 +124,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--log-driver")
     p.add_argument("--log-opt", action="append", dest="log_opts")
     p.add_argument("--max-concurrent-downloads", type=int)
+    p.add_argument("-b", "--bridge", help="Linux bridge of the default bridge network (default berth0)")
+    p.add_argument("--bip", help="gateway address and subnet of the default bridge, e.g. 10.200.0.1/24")
+    p.add_argument("--default-address-pool", action="append", dest="default_address_pools",
+                   help="address pool for new networks: base=10.0.0.0/8,size=24 (repeatable)")
+    p.add_argument("--certs-dir", help="per-registry TLS files, as /etc/docker/certs.d "
+                   "(default /etc/berth/certs.d)")
     p.add_argument("-D", "--debug", action="store_true", default=None)
     p.add_argument("-l", "--log-level", choices=["debug", "info", "warn", "error", "fatal"])
     return p
@@ -174,7 +198,7 @@ def parse_args(argv: list[str] | None = None) -> DaemonConfig:
 
 
 def _apply(cfg: DaemonConfig, key: str, value: Any) -> None:
-    if key in ("data_root", "exec_root"):
+    if key in ("data_root", "exec_root", "certs_dir"):
         p = Path(str(value))
         if not p.is_absolute():
             raise ConfigError(f"--{key.replace('_', '-')} must be an absolute path: {value}")
@@ -198,7 +222,15 @@ def _apply(cfg: DaemonConfig, key: str, value: Any) -> None:
                 if not sep:
                     raise ConfigError(f"invalid log-opt {item!r}: expected key=value")
                 cfg.log_opts[k] = v
-    elif key in ("hosts", "registry_mirrors", "insecure_registries", "default_address_pools"):
+    elif key == "default_address_pools":
+        if not isinstance(value, list):
+            raise ConfigError("default-address-pools must be a list")
+        cfg.default_address_pools = [_pool(v) for v in value]
+    elif key == "bridge":
+        if not isinstance(value, str) or not 0 < len(value) <= 15 or "/" in value or " " in value:
+            raise ConfigError(f"invalid bridge name {value!r}: 1 to 15 characters, no '/' or space")
+        cfg.bridge = value
+    elif key in ("hosts", "registry_mirrors", "insecure_registries"):
         if not isinstance(value, list):
             raise ConfigError(f"{key.replace('_', '-')} must be a list")
         setattr(cfg, key, list(value))
@@ -208,3 +240,22 @@ def _apply(cfg: DaemonConfig, key: str, value: Any) -> None:
         cfg.log_driver = str(value)
     else:
         setattr(cfg, key, value if not isinstance(value, str) else str(value))
+
+
+def _pool(value: Any) -> dict[str, Any]:
+    """One default-address-pools entry from daemon.json (a dict) or the flag (base=..,size=..)."""
+    if isinstance(value, dict):
+        raw = {str(k): v for k, v in value.items()}
+    else:
+        raw = {}
+        for part in str(value).split(","):
+            k, sep, v = part.partition("=")
+            if not sep:
+                raise ConfigError(f"invalid default-address-pool {value!r}: expected base=<cidr>,size=<n>")
+            raw[k.strip()] = v.strip()
+    if set(raw) - {"base", "size"} or "base" not in raw or "size" not in raw:
+        raise ConfigError(f"invalid default-address-pool {value!r}: expected base and size")
+    try:
+        return {"base": str(raw["base"]), "size": int(raw["size"])}
+    except (TypeError, ValueError):
+        raise ConfigError(f"invalid default-address-pool size {raw['size']!r}") from None

@@ -34,7 +34,19 @@ from images_svc.api import ImagesAPI
 from images_svc.clients import ImagesClient
 from images_svc.service import ImagesService
 from images_svc.store import SqlImageStore
+from networks_svc import server as networks_server
+from networks_svc.api import NetworksAPI
+from networks_svc.clients import NetworksClient
+from networks_svc.dns import EmbeddedDns
+from networks_svc.service import NetworkConfig, NetworksService, pools_from_config
+from networks_svc.store import SqlNetworkStore
 from ocirun import OciRuntime
+from registry_svc import server as registry_server
+from registry_svc.api import RegistryAPI
+from registry_svc.clients import RegistryClient
+from registry_svc.pull import ImagesForRegistry
+from registry_svc.service import RegistryService
+from registry_svc.transport import TransportConfig
 from statestore import StateStore, load_node_id, open_store
 from statestore.nodes import register_node
 from system_svc import server as system_server
@@ -60,8 +72,11 @@ class Hosted:
     system: SystemAPI | None = None
     images: ImagesAPI | None = None
     volumes: VolumesAPI | None = None
+    networks: NetworksAPI | None = None
+    dns: EmbeddedDns | None = None
     events: EventsAPI | None = None
     containers: ContainersAPI | None = None
+    registry: RegistryAPI | None = None
     containers_service: ContainersService | None = None
     state: StateStore | None = None
     runtime: OciRuntime | None = None
@@ -105,6 +120,18 @@ async def _host_images(cfg: DaemonConfig, stack: AsyncExitStack, node_id: str, h
     hosted.names.append("berthapi.images.v1.Images")
 
 
+async def _host_registry(cfg: DaemonConfig, images: ImagesForRegistry, hosted: Hosted) -> None:
+    transport = TransportConfig(certs_dir=cfg.certs_dir,
+                                insecure_registries=list(cfg.insecure_registries),
+                                registry_mirrors=list(cfg.registry_mirrors),
+                                hub=os.environ.get("BERTH_REGISTRY_HUB", "1") != "0")
+    registry = RegistryService(cfg.data_root, images, transport, cfg.max_concurrent_downloads)
+    await registry.reconcile()
+    hosted.registry = registry
+    hosted.servicers.append((registry_server.add_to_server, registry_server.RegistryServicer(registry)))
+    hosted.names.append("berthapi.registry.v1.Registry")
+
+
 async def _host_volumes(cfg: DaemonConfig, stack: AsyncExitStack, node_id: str, hosted: Hosted) -> None:
     state = await _shared_state(cfg, stack, node_id, hosted)
     volumes = VolumesService(cfg.data_root, SqlVolumeStore(state, node_id), node_id, hosted.events)
@@ -112,6 +139,20 @@ async def _host_volumes(cfg: DaemonConfig, stack: AsyncExitStack, node_id: str, 
     hosted.volumes = volumes
     hosted.servicers.append((volumes_server.add_to_server, volumes_server.VolumesServicer(volumes)))
     hosted.names.append("berthapi.volumes.v1.Volumes")
+
+
+async def _host_networks(cfg: DaemonConfig, stack: AsyncExitStack, node_id: str, hosted: Hosted) -> None:
+    state = await _shared_state(cfg, stack, node_id, hosted)
+    net_cfg = NetworkConfig(exec_root=cfg.exec_root, default_bridge=cfg.effective_bridge(), bip=cfg.bip,
+                            address_pools=pools_from_config(cfg.default_address_pools))
+    networks = NetworksService(net_cfg, SqlNetworkStore(state, node_id), node_id, hosted.events)
+    await networks.reconcile()
+    stack.push_async_callback(networks.shutdown)
+    # Docker's embedded DNS (127.0.0.11 in sandboxes on user-defined networks), fed by the records.
+    networks.dns = hosted.dns = EmbeddedDns(networks)
+    hosted.networks = networks
+    hosted.servicers.append((networks_server.add_to_server, networks_server.NetworksServicer(networks)))
+    hosted.names.append("berthapi.networks.v1.Networks")
 
 
 async def _host_containers(
@@ -123,7 +164,10 @@ async def _host_containers(
     hosted.runtime = runtime
     assert hosted.images is not None and hosted.events is not None
     svc = ContainersService(cfg.data_root, cfg.exec_root, SqlContainerStore(state, node_id),
-                            hosted.images, hosted.events, runtime, node_id, volumes=hosted.volumes)
+                            hosted.images, hosted.events, runtime, node_id, volumes=hosted.volumes,
+                            networks=hosted.networks)
+    if isinstance(hosted.networks, NetworksService):  # embedded: connect/disconnect refresh inspect
+        hosted.networks.add_listener(svc.network_changed)
     hosted.containers = svc
     hosted.containers_service = svc
     hosted.servicers.append((containers_server.add_to_server, containers_server.ContainersServicer(svc)))
@@ -209,15 +253,41 @@ async def run_daemon(cfg: DaemonConfig) -> None:
             await _host_volumes(cfg, stack, node_id, hosted)
         elif cfg.service in ("gateway", "containers"):
             hosted.volumes = VolumesClient(await _remote(cfg, stack, "volumes"))
+        if cfg.service in ("", "networks"):
+            await _host_networks(cfg, stack, node_id, hosted)
+        elif cfg.service in ("gateway", "containers"):
+            hosted.networks = NetworksClient(await _remote(cfg, stack, "networks"))
         if cfg.service in ("", "containers"):
             if hosted.images is None:
                 hosted.images = ImagesClient(await _remote(cfg, stack, "images"))
             await _host_containers(cfg, stack, node_id, hosted)
         elif cfg.service == "gateway":
             hosted.containers = ContainersClient(await _remote(cfg, stack, "containers"))
+        if isinstance(hosted.images, ImagesService):
+            # Builds run RUN steps in containers: embedded, the service itself; split, over gRPC.
+            if hosted.containers is not None:
+                hosted.images.set_containers(hosted.containers)
+            elif cfg.service == "images":
+                hosted.images.set_containers(
+                    ContainersClient(await _remote(cfg, stack, "containers")))
+            if cfg.service == "images":
+                hosted.images.set_registry(RegistryClient(await _remote(cfg, stack, "registry")))
+        if cfg.service in ("", "registry"):
+            # Blobs go straight into the shared data root; images register through the API.
+            if hosted.images is None:
+                hosted.images = ImagesClient(await _remote(cfg, stack, "images"))
+            assert isinstance(hosted.images, (ImagesService, ImagesClient))
+            await _host_registry(cfg, hosted.images, hosted)
+            if isinstance(hosted.images, ImagesService) and hosted.registry is not None:
+                hosted.images.set_registry(hosted.registry)  # FROM pulls of builds
+        elif cfg.service == "gateway":
+            hosted.registry = RegistryClient(await _remote(cfg, stack, "registry"))
         if cfg.service != "gateway":
             _add_system(cfg, node_id, mode, hosted)
         async with anyio.create_task_group() as tg:
+            if hosted.dns is not None and isinstance(hosted.networks, NetworksService):
+                await tg.start(hosted.dns.run)
+                await hosted.networks.start_dns()  # sandboxes that outlived the last daemon
             if hosted.containers_service is not None:
                 # Reconciles records with conmon's files, then watches exits; never stops containers.
                 await tg.start(hosted.containers_service.run)
@@ -229,7 +299,9 @@ async def run_daemon(cfg: DaemonConfig) -> None:
                 assert hosted.system is not None and hosted.images is not None
                 assert hosted.events is not None
                 backends = Backends(system=hosted.system, images=hosted.images, events=hosted.events,
-                                    volumes=hosted.volumes, containers=hosted.containers)
+                                    volumes=hosted.volumes, containers=hosted.containers,
+                                    networks=hosted.networks,
+                                    registry=hosted.registry)
                 app = build_app(backends,
                                 data_root=cfg.data_root, version=BERTH_VERSION)
                 tls = _tls(cfg)

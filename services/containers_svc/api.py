@@ -10,9 +10,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from images_svc.model import Change
+
 __all__ = [
     "ZERO_TIME",
     "AttachOptions",
+    "CommitRequest",
     "ContainerRecord",
     "ContainerState",
     "ContainersAPI",
@@ -23,7 +26,9 @@ __all__ = [
     "LogEntry",
     "LogsOptions",
     "OutputFrame",
+    "PathStat",
     "PruneResult",
+    "TopResult",
     "WaitEvent",
 ]
 
@@ -196,6 +201,25 @@ class PruneResult:
     space_reclaimed: int
 
 
+@dataclass(frozen=True, slots=True)
+class TopResult:
+    """GET /containers/{id}/top: ps column titles and one row of values per process."""
+
+    titles: list[str]
+    processes: list[list[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class PathStat:
+    """Docker's ContainerPathStat (X-Docker-Container-Path-Stat, base64 JSON)."""
+
+    name: str  # base name of the path as asked
+    size: int
+    mode: int  # Go os.FileMode: type bits high, permissions in the low 9 bits
+    mtime: str  # RFC 3339 with nanoseconds
+    link_target: str = ""  # symlinks: the target, fully resolved inside the container
+
+
 class ContainersAPI(Protocol):
     """Everything callers can ask of the containers service.
 
@@ -295,3 +319,95 @@ class ContainersAPI(Protocol):
     async def resize_exec(self, exec_id: str, height: int, width: int) -> None:
         """Set the exec's TTY size (waits briefly for a start in flight)."""
         ...
+
+    async def top_container(self, ref: str, ps_args: str) -> TopResult:
+        """Host ``ps`` rows of the container's processes; ps_args "" means "-ef".
+
+        Raises:
+            errdefs.Conflict: ``Container <id> is not running`` / ``... is restarting ...``.
+            errdefs.InvalidArgument: a ps_args selector other than pid (moby validatePSArgs).
+            errdefs.Internal: ps failed (``ps: <its first stderr line>``).
+        """
+        ...
+
+    def container_stats(self, ref: str, stream: bool, one_shot: bool) -> AsyncIterator[dict[str, Any]]:
+        """Docker's stats JSON objects: every second while ``stream``, else one sample (two
+        reads one second apart so precpu_stats is filled, unless ``one_shot``). A container
+        that is not running gives Docker's zero object."""
+        ...
+
+    async def update_container(self, ref: str, update: dict[str, Any]) -> list[str]:
+        """docker update: Docker's UpdateConfig (Resources fields + RestartPolicy); zero values
+        leave a field unchanged (moby). Applied live to a running container and persisted.
+        Returns warnings.
+
+        Raises:
+            errdefs.InvalidArgument: bad values, or ``Cannot update container <id>: <why>``.
+            errdefs.Internal: the runtime refused (``Cannot update container <id>: <why>``).
+        """
+        ...
+
+    async def container_changes(self, ref: str) -> list[Change]:
+        """docker diff: changes of the container's layer, in walk order (Docker's init-layer
+        paths such as /etc/hosts and /dev are never listed)."""
+        ...
+
+    def export_container(self, ref: str) -> AsyncIterator[bytes]:
+        """docker export: a tar of the container's root filesystem (no volume contents)."""
+        ...
+
+    async def stat_archive(self, ref: str, path: str) -> PathStat:
+        """HEAD /containers/{id}/archive.
+
+        Raises:
+            errdefs.NotFound: ``Could not find the file <path> in container <ref>``.
+            errdefs.InvalidArgument: ``path cannot be empty``.
+        """
+        ...
+
+    def get_archive(self, ref: str, path: str) -> AsyncIterator[PathStat | bytes]:
+        """GET /containers/{id}/archive: first the PathStat of ``path``, then the tar bytes.
+
+        Raises:
+            errdefs.NotFound: as stat_archive, before the first item.
+        """
+        ...
+
+    async def put_archive(
+        self, ref: str, path: str, data: AsyncIterator[bytes], no_overwrite_dir_non_dir: bool,
+        copy_uid_gid: bool,
+    ) -> None:
+        """PUT /containers/{id}/archive: extract the tar ``data`` into directory ``path``.
+
+        Raises:
+            errdefs.NotFound: ``Could not find the file <path> in container <ref>``.
+            errdefs.InvalidArgument: ``extraction point is not a directory``, read-only
+                targets, hostile archives.
+        """
+        ...
+
+    # -- commit (issue 3) --
+
+    async def commit_container(self, ref: str, req: CommitRequest) -> str:
+        """docker commit: pause (unless ``req.pause`` is false), snapshot to image, unpause.
+
+        Returns the new image id; publishes the container's ``commit`` event.
+
+        Raises:
+            errdefs.NotFound: ``No such container: <ref>``.
+            errdefs.InvalidArgument: bad changes or repository name.
+        """
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class CommitRequest:
+    """POST /commit, decoded."""
+
+    repo: str = ""
+    tag: str = ""
+    comment: str = ""
+    author: str = ""
+    pause: bool = True
+    changes: list[str] = field(default_factory=list)
+    config: dict[str, Any] | None = None  # the body's Config; None = the container's

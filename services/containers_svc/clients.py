@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 
 from berthapi.containers.v1 import containers_pb2 as pb
 from berthapi.containers.v1 import containers_pb2_grpc as pbg
-from containers_svc import convert
+from containers_svc import convert, fsconvert, stats, top, update
 from containers_svc.api import (
     AttachOptions,
+    CommitRequest,
     ContainerRecord,
     CreateRequest,
     CreateResult,
@@ -19,12 +21,15 @@ from containers_svc.api import (
     LogEntry,
     LogsOptions,
     OutputFrame,
+    PathStat,
     PruneResult,
+    TopResult,
     WaitEvent,
 )
 from grpckit.client import stub
 from grpckit.errors import translate_errors
 from grpckit.types import filters_to_proto
+from images_svc.model import Change
 
 __all__ = ["ContainersClient"]
 
@@ -151,3 +156,63 @@ class ContainersClient:
     @translate_errors
     async def resize_exec(self, exec_id: str, height: int, width: int) -> None:
         await self._stub.ResizeExec(pb.ResizeExecRequest(id=exec_id, height=height, width=width))
+
+    @translate_errors
+    async def top_container(self, ref: str, ps_args: str) -> TopResult:
+        resp = await self._stub.TopContainer(pb.TopContainerRequest(ref=ref, ps_args=ps_args))
+        return top.top_from_proto(resp)
+
+    @translate_errors
+    async def container_stats(self, ref: str, stream: bool, one_shot: bool) -> AsyncIterator[dict[str, Any]]:
+        req = pb.ContainerStatsRequest(ref=ref, stream=stream, one_shot=one_shot)
+        async for msg in self._stub.ContainerStats(req):
+            yield stats.stats_from_proto(msg)
+
+    @translate_errors
+    async def update_container(self, ref: str, update_config: dict[str, Any]) -> list[str]:
+        resp = await self._stub.UpdateContainer(update.update_to_proto(ref, update_config))
+        return list(resp.warnings)
+
+    @translate_errors
+    async def container_changes(self, ref: str) -> list[Change]:
+        resp = await self._stub.ContainerChanges(pb.ContainerChangesRequest(ref=ref))
+        return fsconvert.changes_from_proto(resp)
+
+    @translate_errors
+    async def export_container(self, ref: str) -> AsyncIterator[bytes]:
+        async for msg in self._stub.ExportContainer(pb.ExportContainerRequest(ref=ref)):
+            yield msg.data
+
+    @translate_errors
+    async def stat_archive(self, ref: str, path: str) -> PathStat:
+        resp = await self._stub.StatArchive(pb.StatArchiveRequest(ref=ref, path=path))
+        return fsconvert.stat_from_proto(resp.stat)
+
+    @translate_errors
+    async def get_archive(self, ref: str, path: str) -> AsyncIterator[PathStat | bytes]:
+        async for msg in self._stub.GetArchive(pb.GetArchiveRequest(ref=ref, path=path)):
+            if msg.WhichOneof("msg") == "stat":
+                yield fsconvert.stat_from_proto(msg.stat)
+            else:
+                yield msg.chunk
+
+    @translate_errors
+    async def put_archive(
+        self, ref: str, path: str, data: AsyncIterator[bytes], no_overwrite_dir_non_dir: bool,
+        copy_uid_gid: bool,
+    ) -> None:
+        async def requests() -> AsyncIterator[pb.PutArchiveRequest]:
+            yield pb.PutArchiveRequest(options=pb.PutArchiveOptions(
+                ref=ref, path=path, no_overwrite_dir_non_dir=no_overwrite_dir_non_dir,
+                copy_uid_gid=copy_uid_gid))
+            async for chunk in data:
+                yield pb.PutArchiveRequest(chunk=chunk)
+
+        await self._stub.PutArchive(requests())
+
+    # -- commit (issue 3) --
+
+    @translate_errors
+    async def commit_container(self, ref: str, req: CommitRequest) -> str:
+        resp = await self._stub.CommitContainer(convert.commit_to_proto(ref, req))
+        return str(resp.image_id)

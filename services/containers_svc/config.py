@@ -64,6 +64,13 @@ def merge_image_config(user: Mapping[str, Any], image: Mapping[str, Any]) -> dic
             out[key] = image[key]
     if not out.get("Healthcheck") and image.get("Healthcheck"):
         out["Healthcheck"] = image["Healthcheck"]
+    elif out.get("Healthcheck") and image.get("Healthcheck"):
+        # moby merge(): unset parts of the request's healthcheck come from the image's
+        merged = dict(out["Healthcheck"])
+        for key in ("Test", "Interval", "Timeout", "StartPeriod", "StartInterval", "Retries"):
+            if not merged.get(key) and image["Healthcheck"].get(key):
+                merged[key] = image["Healthcheck"][key]
+        out["Healthcheck"] = merged
     for key in ("Hostname", "Domainname", "User", "WorkingDir"):
         out.setdefault(key, "")
         if out[key] is None:

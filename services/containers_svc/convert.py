@@ -14,6 +14,7 @@ from typing import Any, cast
 from berthapi.containers.v1 import containers_pb2 as pb
 from containers_svc.api import (
     AttachOptions,
+    CommitRequest,
     ContainerRecord,
     ContainerState,
     CreateRequest,
@@ -26,6 +27,7 @@ from containers_svc.api import (
     WaitEvent,
 )
 from containers_svc.config import network_settings_for
+from networks_svc import convert as net_convert
 
 __all__ = [
     "WAIT_CONDITIONS",
@@ -95,11 +97,27 @@ def create_from_proto(msg: pb.CreateContainerRequest) -> CreateRequest:
     )  # fmt: skip
 
 
+def _health_to_proto(h: dict[str, Any]) -> pb.Health:
+    return pb.Health(
+        status=str(h.get("Status") or ""), failing_streak=int(h.get("FailingStreak") or 0),
+        log=[pb.HealthLog(start=str(e.get("Start", "")), end=str(e.get("End", "")),
+                          exit_code=int(e.get("ExitCode", 0)), output=str(e.get("Output", "")))
+             for e in h.get("Log") or []],
+    )  # fmt: skip
+
+
+def _health_from_proto(m: pb.Health) -> dict[str, Any]:
+    return {"Status": m.status, "FailingStreak": m.failing_streak,
+            "Log": [{"Start": e.start, "End": e.end, "ExitCode": e.exit_code, "Output": e.output}
+                    for e in m.log]}  # fmt: skip
+
+
 def _state_to_proto(s: ContainerState) -> pb.ContainerState:
     return pb.ContainerState(
         status=s.status, running=s.running, paused=s.paused, restarting=s.restarting,
         oom_killed=s.oom_killed, dead=s.dead, pid=s.pid, exit_code=s.exit_code, error=s.error,
         started_at=s.started_at, finished_at=s.finished_at,
+        health=_health_to_proto(s.health) if s.health is not None else None,
     )  # fmt: skip
 
 
@@ -108,10 +126,12 @@ def _state_from_proto(m: pb.ContainerState) -> ContainerState:
         status=m.status, running=m.running, paused=m.paused, restarting=m.restarting,
         oom_killed=m.oom_killed, dead=m.dead, pid=m.pid, exit_code=m.exit_code, error=m.error,
         started_at=m.started_at, finished_at=m.finished_at,
+        health=_health_from_proto(m.health) if m.HasField("health") else None,
     )  # fmt: skip
 
 
 def container_to_proto(r: ContainerRecord) -> pb.Container:
+    net_ports, net_eps = net_convert.settings_json_to_proto(r.network_settings)
     mounts = [
         pb.MountPoint(type=m.get("Type", ""), name=m.get("Name", ""), source=m.get("Source", ""),
                       destination=m.get("Destination", ""), driver=m.get("Driver", ""),
@@ -121,7 +141,8 @@ def container_to_proto(r: ContainerRecord) -> pb.Container:
     return pb.Container(
         id=r.id, name=r.name, created=r.created, path=r.path, args=r.args,
         state=_state_to_proto(r.state), image_id=r.image_id, mounts=mounts,
-        network_settings=pb.NetworkSettings(sandbox_key=r.network_settings.get("SandboxKey", "")),
+        network_settings=pb.NetworkSettings(sandbox_key=r.network_settings.get("SandboxKey", ""),
+                                            ports=net_ports, networks=net_eps),
         restart_count=r.restart_count, driver=r.driver, platform="linux", log_path=r.log_path,
         resolv_conf_path=r.resolv_conf_path, hostname_path=r.hostname_path, hosts_path=r.hosts_path,
         exec_ids=r.exec_ids, size_rw=-1 if r.size_rw is None else r.size_rw,
@@ -142,6 +163,9 @@ def container_from_proto(m: pb.Container) -> ContainerRecord:
                  "WorkDir": os.path.join(base, "work")}  # fmt: skip
     settings = network_settings_for(host_config.get("NetworkMode") or "bridge")
     settings["SandboxKey"] = m.network_settings.sandbox_key
+    if m.network_settings.networks:  # realised by the networks service
+        settings.update(net_convert.settings_json_from_proto(
+            m.network_settings.ports, m.network_settings.networks, config.get("ExposedPorts") or {}))
     mounts = [
         {"Type": p.type, "Source": p.source, "Destination": p.destination, "Mode": p.mode, "RW": p.rw,
          "Propagation": p.propagation, **({"Name": p.name, "Driver": p.driver} if p.name else {})}
@@ -266,3 +290,22 @@ def exec_frame_from_proto(m: pb.StartExecResponse) -> OutputFrame:
     if m.WhichOneof("msg") == "ready":
         return OutputFrame(ready=True)
     return OutputFrame(stream=m.output.stream, data=m.output.data)
+
+
+# -- commit (issue 3) --
+
+
+def commit_to_proto(ref: str, req: CommitRequest) -> pb.CommitContainerRequest:
+    return pb.CommitContainerRequest(
+        ref=ref, repo=req.repo, tag=req.tag, comment=req.comment, author=req.author,
+        pause=req.pause, changes=req.changes,
+        config_json=json.dumps(req.config).encode() if req.config is not None else b"",
+    )
+
+
+def commit_from_proto(msg: pb.CommitContainerRequest) -> CommitRequest:
+    return CommitRequest(
+        repo=msg.repo, tag=msg.tag, comment=msg.comment, author=msg.author, pause=msg.pause,
+        changes=list(msg.changes),
+        config=json.loads(msg.config_json) if msg.config_json else None,
+    )

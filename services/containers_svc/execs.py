@@ -120,6 +120,10 @@ class ExecManager:
         for i in [i for i, e in self._execs.items() if e.rec.container_id == container_id]:
             del self._execs[i]
 
+    def discard(self, exec_id: str) -> None:
+        """Drop one session's record (healthcheck probes: nobody inspects them afterwards)."""
+        self._execs.pop(exec_id, None)
+
     def _get(self, exec_id: str) -> _Exec:
         ex = self._execs.get(exec_id)
         if ex is None:

@@ -13,6 +13,8 @@ import errdefs
 from containers_svc.api import ContainerRecord
 from containers_svc.config import DEFAULT_PATH, parse_signal, security_opts
 from containers_svc.rootfs import find_executable, lookup_user, mkdir_in_root, resolve_in_root
+from networks_svc import shapes as net_shapes
+from networks_svc.model import AttachResult
 from ocirun import ContainerSpec, Device, Mount, Namespace, Resources, Ulimit
 
 __all__ = [
@@ -178,30 +180,58 @@ def parse_mounts(hc: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def write_etc_files(rec: ContainerRecord, host_resolv: str = "/etc/resolv.conf") -> None:
-    """Write the container's hostname, hosts and resolv.conf files (bind-mounted at start)."""
+def write_etc_files(
+    rec: ContainerRecord, host_resolv: str = "/etc/resolv.conf", net: AttachResult | None = None
+) -> None:
+    """Write the container's hostname, hosts and resolv.conf files (bind-mounted at start).
+
+    ``net`` (the networks service's attachment) gives the container's address, --link entries,
+    the host-gateway address and the resolvers (127.0.0.11 on user-defined networks).
+    """
     cfg, hc = rec.config, rec.host_config
     hostname = cfg.get("Hostname") or rec.id[:12]
     _write(rec.hostname_path, hostname + "\n")
     hosts = _HOSTS
+    gateway = net_shapes.host_gateway(net) if net is not None else ""
     for entry in hc.get("ExtraHosts") or []:
         name, sep, ip = entry.partition(":")
         if sep:
+            if ip == "host-gateway":
+                if not gateway:
+                    continue
+                ip = gateway
             hosts += f"{ip}\t{name}\n"
     fqdn = f"{hostname}.{cfg['Domainname']}" if cfg.get("Domainname") else hostname
-    hosts += f"127.0.0.1\t{fqdn}" + (f" {hostname}" if fqdn != hostname else "") + "\n"
+    if net is not None:
+        own, extra = net_shapes.etc_hosts_entries(net, hostname, cfg.get("Domainname") or "")
+        hosts += "".join(line + "\n" for line in extra) + own + "\n"
+    else:
+        hosts += f"127.0.0.1\t{fqdn}" + (f" {hostname}" if fqdn != hostname else "") + "\n"
     _write(rec.hosts_path, hosts)
-    _write(rec.resolv_conf_path, resolv_conf(_read_text(host_resolv), hc))
+    host_text = _read_text(host_resolv)
+    if net is not None and net.dns_servers and not hc.get("Dns"):
+        # The networks service chose the resolvers (the embedded DNS server or the host's).
+        host_text = "".join(f"nameserver {ns}\n" for ns in net.dns_servers)
+        host_text += f"search {' '.join(net.dns_search)}\n" if net.dns_search else ""
+        host_text += f"options {' '.join(net.dns_options)}\n" if net.dns_options else ""
+        _write(rec.resolv_conf_path, resolv_conf(host_text, hc, keep_loopback=True))
+        return
+    _write(rec.resolv_conf_path, resolv_conf(host_text, hc))
 
 
-def resolv_conf(host_text: str, hc: Mapping[str, Any]) -> str:
-    """The host's resolv.conf minus loopback nameservers, with Dns/DnsSearch/DnsOptions applied."""
+def resolv_conf(host_text: str, hc: Mapping[str, Any], keep_loopback: bool = False) -> str:
+    """The host's resolv.conf minus loopback nameservers, with Dns/DnsSearch/DnsOptions applied.
+
+    ``keep_loopback``: the nameservers were chosen for the container (127.0.0.11) and stay.
+    """
     lines: list[str] = []
     for line in host_text.splitlines():
         words = line.split()
         if words and words[0] == "nameserver":
-            # A private network namespace has no host loopback resolver behind 127.x / ::1.
-            if hc.get("Dns") or len(words) < 2 or words[1].startswith("127.") or words[1] == "::1":
+            # A private network namespace has no host loopback resolver behind 127.x / ::1
+            # (127.0.0.11, the embedded DNS server, lives in the container's own netns).
+            loopback = words[1].startswith("127.") or words[1] == "::1" if len(words) > 1 else False
+            if hc.get("Dns") or len(words) < 2 or (loopback and not keep_loopback):
                 continue
         if words and words[0] in ("search", "domain") and hc.get("DnsSearch"):
             continue
@@ -273,7 +303,9 @@ def build_spec(
         errdefs.InvalidArgument: unknown user/group, bad options.
     """
     cfg, hc = rec.config, rec.host_config
-    user = lookup_user(rootfs, cfg.get("User") or "", hc.get("GroupAdd") or [])
+    # Names resolve in the image's /etc/passwd, which only exists at start (create validates without it).
+    user = (lookup_user(rootfs, cfg.get("User") or "", hc.get("GroupAdd") or []) if check_command
+            else lookup_user(rootfs, "", []))
     env = process_env(rec, user.home)
     cwd = cfg.get("WorkingDir") or "/"
     if check_command:
@@ -317,6 +349,10 @@ def build_spec(
     net_mode = hc.get("NetworkMode") or "bridge"
     network = _namespace(net_mode if net_mode in ("host",) or net_mode.startswith("container:") else "",
                          pid_of, "net")  # fmt: skip
+    netns = str(rec.network_settings.get("SandboxKey") or "")
+    if netns and not netns.startswith("/proc/") and net_mode != "host":
+        # The networks service made (or, for container:<x>, found) the netns: join it.
+        network = Namespace("container" if net_mode.startswith("container:") else "join", netns)
     init = hc.get("Init")
     return ContainerSpec(
         id=rec.id,

@@ -10,7 +10,7 @@ from google.protobuf import empty_pb2  # type: ignore[import-untyped]
 import errdefs
 from berthapi.containers.v1 import containers_pb2 as pb
 from berthapi.containers.v1 import containers_pb2_grpc as pbg
-from containers_svc import convert
+from containers_svc import convert, fsconvert, stats, top, update
 from containers_svc.api import ContainersAPI
 from grpckit.types import filters_from_proto
 
@@ -151,3 +151,60 @@ class ContainersServicer(pbg.ContainersServicer):
         self, req: pb.PruneContainersRequest, ctx: Any
     ) -> pb.PruneContainersResponse:
         return convert.prune_to_proto(await self._api.prune_containers(filters_from_proto(req.filters)))
+
+    async def TopContainer(self, req: pb.TopContainerRequest, ctx: Any) -> pb.TopContainerResponse:
+        return top.top_to_proto(await self._api.top_container(req.ref, req.ps_args))
+
+    async def ContainerStats(
+        self, req: pb.ContainerStatsRequest, ctx: Any
+    ) -> AsyncIterator[pb.ContainerStatsResponse]:
+        async for doc in self._api.container_stats(req.ref, req.stream, req.one_shot):
+            yield stats.stats_to_proto(doc)
+
+    async def UpdateContainer(self, req: pb.UpdateContainerRequest, ctx: Any) -> pb.UpdateContainerResponse:
+        warnings = await self._api.update_container(req.ref, update.update_from_proto(req))
+        return pb.UpdateContainerResponse(warnings=warnings)
+
+    async def ContainerChanges(
+        self, req: pb.ContainerChangesRequest, ctx: Any
+    ) -> pb.ContainerChangesResponse:
+        return fsconvert.changes_to_proto(await self._api.container_changes(req.ref))
+
+    async def ExportContainer(self, req: pb.ExportContainerRequest, ctx: Any) -> AsyncIterator[pb.DataChunk]:
+        async for chunk in self._api.export_container(req.ref):
+            yield pb.DataChunk(data=chunk)
+
+    async def StatArchive(self, req: pb.StatArchiveRequest, ctx: Any) -> pb.StatArchiveResponse:
+        stat = await self._api.stat_archive(req.ref, req.path)
+        return pb.StatArchiveResponse(stat=fsconvert.stat_to_proto(stat))
+
+    async def GetArchive(self, req: pb.GetArchiveRequest, ctx: Any) -> AsyncIterator[pb.GetArchiveResponse]:
+        async for item in self._api.get_archive(req.ref, req.path):
+            if isinstance(item, bytes):
+                yield pb.GetArchiveResponse(chunk=item)
+            else:
+                yield pb.GetArchiveResponse(stat=fsconvert.stat_to_proto(item))
+
+    async def PutArchive(
+        self, reqs: AsyncIterator[pb.PutArchiveRequest], ctx: Any
+    ) -> pb.PutArchiveResponse:
+        first = await anext(aiter(reqs), None)
+        if first is None or first.WhichOneof("msg") != "options":
+            raise errdefs.InvalidArgument("PutArchive: the first message must carry the options")
+        o = first.options
+
+        async def data() -> AsyncIterator[bytes]:
+            async for r in reqs:
+                if r.WhichOneof("msg") == "chunk":
+                    yield r.chunk
+
+        await self._api.put_archive(o.ref, o.path, data(), o.no_overwrite_dir_non_dir, o.copy_uid_gid)
+        return pb.PutArchiveResponse()
+
+    # -- commit (issue 3) --
+
+    async def CommitContainer(
+        self, req: pb.CommitContainerRequest, ctx: Any
+    ) -> pb.CommitContainerResponse:
+        image_id = await self._api.commit_container(req.ref, convert.commit_from_proto(req))
+        return pb.CommitContainerResponse(image_id=image_id)

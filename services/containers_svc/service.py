@@ -29,6 +29,7 @@ import errdefs
 from containers_svc import runspec
 from containers_svc.api import (
     AttachOptions,
+    CommitRequest,
     ContainerRecord,
     ContainerState,
     CreateRequest,
@@ -38,9 +39,12 @@ from containers_svc.api import (
     LogEntry,
     LogsOptions,
     OutputFrame,
+    PathStat,
     PruneResult,
+    TopResult,
     WaitEvent,
 )
+from containers_svc.archive import ContainerFiles
 from containers_svc.attach import parse_detach_keys, pump_stdin, recv_packet
 from containers_svc.config import (
     RestartBackoff,
@@ -54,14 +58,28 @@ from containers_svc.config import (
     validate_host_config,
 )
 from containers_svc.execs import ExecManager
+from containers_svc.health import HEALTH_STATUSES, HealthMonitor, validate_healthcheck
 from containers_svc.logs import format_timestamp, read_log
 from containers_svc.names import generate_name, validate_name
 from containers_svc.rootfs import ExecError
+from containers_svc.stats import cgroup_dirs, stats_stream
 from containers_svc.store import ContainerStore, StoredContainer, name_conflict
+from containers_svc.top import top
+from containers_svc.update import (
+    apply_update,
+    blkio_weight_supported,
+    lift_pids_limit,
+    oci_resources,
+    verify_update,
+)
 from dockerapi import filters as dfilters
 from events_svc.bus import EventsAPI
 from events_svc.model import Event
-from images_svc.api import ImagesAPI
+from images_svc.api import CommitOptions, ImagesAPI
+from images_svc.model import Change
+from networks_svc import shapes as net_shapes
+from networks_svc.api import NetworksAPI
+from networks_svc.model import AttachRequest, AttachResult
 from ocirun import OciRuntime, build_oci_spec, connect_attach_path
 from volumes_svc.api import VolumesAPI
 
@@ -181,6 +199,7 @@ class ContainersService:
         runtime: OciRuntime,
         node_id: str,
         volumes: VolumesAPI | None = None,
+        networks: NetworksAPI | None = None,
     ) -> None:
         self._data_root = Path(data_root)
         self._exec_root = Path(exec_root)
@@ -190,12 +209,16 @@ class ContainersService:
         self._runtime = runtime
         self._node_id = node_id
         self._volumes = volumes
+        self._networks = networks
         self._ctrs: dict[str, _Ctr] = {}
         self._names: dict[str, str] = {}  # name without "/" -> id
         self._tg: anyio.abc.TaskGroup | None = None
         self._names_lock = anyio.Lock()
         self._execs = ExecManager(runtime, events, lambda ref: self._resolve(ref).rec, self._bundle,
                                   self._tg_or_fail)  # fmt: skip
+        self._files = ContainerFiles(images, self._files_lookup, self._files_publish)
+        self._health = HealthMonitor(self._execs, self._health_get, self._health_publish, self._health_save,
+                                     self._tg_or_fail)  # fmt: skip
 
     # ---- start-up ------------------------------------------------------------------------------
 
@@ -297,6 +320,7 @@ class ContainersService:
         image_ref = cfg_in.get("Image") or ""
         if not image_ref:
             raise errdefs.InvalidArgument("No image was specified")
+        validate_healthcheck(cfg_in)
         img = await self._images.get_image(image_ref)  # NotFound propagates: the CLI pulls on it
         image_cfg = (json.loads(img.config_json or b"{}") or {}).get("config") or {}
         cfg = merge_image_config(cfg_in, image_cfg)
@@ -307,7 +331,9 @@ class ContainersService:
         mode = hc["NetworkMode"]
         if mode.startswith("container:"):
             self._resolve(mode.split(":", 1)[1])
-        elif mode not in ("none", "bridge", "host"):
+        elif self._networks is not None and mode not in ("none", "host"):
+            await self._networks.get_network(mode)  # NotFound "network <x> not found"
+        elif self._networks is None and mode not in ("none", "bridge", "host"):
             raise errdefs.NotFound(f"network {mode} not found")
         mounts = self._container_mounts(hc, cfg)
         async with self._names_lock:
@@ -344,10 +370,13 @@ class ContainersService:
             try:
                 # Docker counts created and stopped containers as volume users: reference now.
                 await self._acquire_volumes(rec)
+                if self._networks is not None:  # validates --ip/--alias and records the networks
+                    await self._networks.reserve_endpoints(self._attach_request(rec))
                 await anyio.Path(bundle).mkdir(parents=True, exist_ok=True)
                 await self._store.insert(ctr.stored)
             except BaseException:
                 with anyio.CancelScope(shield=True):
+                    await self._detach_network(cid, remove=True)
                     await self._release_volumes(rec, remove=True)
                     await self._drop_files(cid)
                 raise
@@ -460,6 +489,9 @@ class ContainersService:
         for v in filters.get("status", []):
             if v not in _STATUSES:
                 raise errdefs.InvalidArgument(f"invalid filter 'status={v}'")
+        for v in filters.get("health", []):
+            if v not in HEALTH_STATUSES:
+                raise errdefs.InvalidArgument(f"Unrecognised filter value for health: {v}")
         ctrs = sorted(self._ctrs.values(), key=lambda c: c.rec.created, reverse=True)
         before = self._resolve(filters["before"][0]).rec.created if filters.get("before") else None
         since = self._resolve(filters["since"][0]).rec.created if filters.get("since") else None
@@ -489,6 +521,8 @@ class ContainersService:
         if f.get("label") and not dfilters.match_labels(f["label"], rec.config.get("Labels") or {}):
             return False
         if f.get("status") and rec.state.status not in f["status"]:
+            return False
+        if f.get("health") and ((rec.state.health or {}).get("Status") or "none") not in f["health"]:
             return False
         if f.get("exited"):
             if rec.state.status != "exited" or str(rec.state.exit_code) not in f["exited"]:
@@ -527,6 +561,7 @@ class ContainersService:
         st = ctr.rec.state
         st.status, st.running, st.restarting, st.paused, st.pid = "exited", False, False, False, 0
         st.error, st.exit_code = message, code
+        await self._detach_network(ctr.id)
         await self._save(ctr)
         if ctr.rec.host_config.get("AutoRemove"):
             # As dockerd: a --rm container whose start failed is removed, which also ends
@@ -549,7 +584,8 @@ class ContainersService:
                 pid_of[mode.split(":", 1)[1]] = other.rec.state.pid
         try:
             await self._acquire_volumes(rec, snap.merged_dir)
-            await anyio.to_thread.run_sync(runspec.write_etc_files, rec)
+            net = await self._attach_network(rec)
+            await anyio.to_thread.run_sync(runspec.write_etc_files, rec, "/etc/resolv.conf", net)
             spec = await anyio.to_thread.run_sync(runspec.build_spec, rec, snap.merged_dir, pid_of)
             oci = await anyio.to_thread.run_sync(
                 lambda: build_oci_spec(spec, self._runtime.host, runtime=self._runtime.name)
@@ -585,9 +621,10 @@ class ContainersService:
         st.status, st.running, st.paused, st.restarting, st.dead = "running", True, False, False, False
         st.pid, st.exit_code, st.error, st.oom_killed = pid, 0, "", False
         st.started_at = _now()
-        rec.network_settings["SandboxKey"] = (
-            "" if hc.get("NetworkMode", "").startswith("container:") else f"/proc/{pid}/ns/net"
-        )
+        if self._networks is None:
+            rec.network_settings["SandboxKey"] = (
+                "" if hc.get("NetworkMode", "").startswith("container:") else f"/proc/{pid}/ns/net"
+            )
         ctr.started_mono = time.monotonic()
         await self._save(ctr)
         self._watch(ctr)
@@ -614,6 +651,7 @@ class ContainersService:
         scope = anyio.CancelScope()
         ctr.watch_scope = scope
         tg.start_soon(self._watcher, ctr, ctr.gen, scope)
+        self._health.start(ctr.rec)
 
     async def _watcher(self, ctr: _Ctr, gen: int, scope: anyio.CancelScope) -> None:
         with scope:
@@ -627,6 +665,7 @@ class ContainersService:
                 return
             ctr.gen += 1
             ctr.sock_open = False
+            self._health.stop(ctr.id)
             rec = ctr.rec
             st = rec.state
             st.oom_killed = await anyio.Path(self._runtime.paths(ctr.id).oom_file).exists()
@@ -635,6 +674,7 @@ class ContainersService:
             if error:
                 st.error = error
             rec.network_settings["SandboxKey"] = ""
+            await self._detach_network(ctr.id)
             pol = restart_policy(rec.host_config)
             restart = should_restart(pol, code, ctr.stored.manual_stop, rec.restart_count)
             delay = ctr.backoff.next_delay(time.monotonic() - ctr.started_mono) if restart else 0.0
@@ -866,6 +906,7 @@ class ContainersService:
             if ctr.gone:
                 return
             ctr.gone = True
+            self._health.stop(ctr.id)
             for scope in (ctr.watch_scope, ctr.restart_scope):
                 if scope is not None:
                     scope.cancel()
@@ -878,6 +919,7 @@ class ContainersService:
                 await self._drop_files(ctr.id)
                 rm_vols = bool(ctr.rec.host_config.get("AutoRemove")) if volumes is None else volumes
                 await self._release_volumes(ctr.rec, rm_vols)
+                await self._detach_network(ctr.id, remove=True)
                 await self._store.delete(ctr.id)
                 self._ctrs.pop(ctr.id, None)
                 self._execs.forget(ctr.id)
@@ -1045,6 +1087,45 @@ class ContainersService:
             if registered:
                 ctr.pending_attach -= 1
 
+    # ---- networks (networks_svc) -------------------------------------------------------------
+
+    def _attach_request(self, rec: ContainerRecord) -> AttachRequest:
+        mode = str(rec.host_config.get("NetworkMode") or "bridge")
+        if mode.startswith("container:"):
+            mode = "container:" + self._resolve(mode.split(":", 1)[1]).id
+        return net_shapes.attach_request(rec.id, rec.name, rec.config, rec.host_config,
+                                         rec.networking_config, mode)  # fmt: skip
+
+    async def _attach_network(self, rec: ContainerRecord) -> AttachResult | None:
+        """Plug the container in (netns, veths, ports) before its bundle is written."""
+        if self._networks is None:
+            return None
+        res = await self._networks.attach_endpoints(self._attach_request(rec))
+        rec.network_settings = net_shapes.network_settings(res, rec.config.get("ExposedPorts") or {})
+        return res
+
+    async def _detach_network(self, cid: str, remove: bool = False) -> None:
+        if self._networks is None:
+            return
+        try:
+            await self._networks.detach_endpoints(cid, remove=remove)
+        except errdefs.EngineError as e:  # never fail an exit or a removal over the network
+            log.warning("detaching the network of %s: %s", cid, e)
+        ctr = self._ctrs.get(cid)
+        if ctr is not None and not remove:
+            mode = str(ctr.rec.host_config.get("NetworkMode") or "bridge")
+            ctr.rec.network_settings = network_settings_for(mode)
+
+    async def network_changed(self, cid: str, res: AttachResult | None) -> None:
+        """The networks service connected/disconnected ``cid``: refresh its NetworkSettings."""
+        ctr = self._ctrs.get(cid)
+        if ctr is None or res is None or not ctr.rec.state.running:
+            return
+        async with ctr.lock:
+            exposed = ctr.rec.config.get("ExposedPorts") or {}
+            ctr.rec.network_settings = net_shapes.network_settings(res, exposed)
+            await self._save(ctr)
+
     # ---- exec (containers_svc.execs) -----------------------------------------------------------
 
     async def create_exec(self, ref: str, config: ExecConfig) -> str:
@@ -1060,3 +1141,129 @@ class ContainersService:
 
     async def resize_exec(self, exec_id: str, height: int, width: int) -> None:
         await self._execs.resize(exec_id, height, width)
+
+    # ---- top / stats / update / health (containers_svc.top, .stats, .update, .health) ------------
+
+    async def top_container(self, ref: str, ps_args: str) -> TopResult:
+        return await top(self._resolve(ref).rec, ps_args)
+
+    async def container_stats(self, ref: str, stream: bool, one_shot: bool) -> AsyncIterator[dict[str, Any]]:
+        ctr = self._resolve(ref)
+
+        def get() -> ContainerRecord:
+            if ctr.gone:
+                raise errdefs.NotFound(f"No such container: {ref}")
+            return ctr.rec
+
+        async for doc in stats_stream(get, stream, one_shot):
+            yield doc
+
+    async def update_container(self, ref: str, update: dict[str, Any]) -> list[str]:
+        ctr = self._resolve(ref)
+        warnings = verify_update(update)
+        async with ctr.lock:
+            rec = ctr.rec
+            if ctr.gone or rec.state.dead or rec.state.status == "removing":
+                raise errdefs.Conflict(f'Cannot update container {ctr.id}: container is marked for removal '
+                                       'and cannot be "update"')  # fmt: skip
+            old = rec.host_config
+            new = apply_update(ctr.id, old, update)
+            weight = int(update.get("BlkioWeight") or 0)
+            if weight and not await anyio.to_thread.run_sync(blkio_weight_supported):
+                warnings.append("Your kernel does not support Block I/O weight or the cgroup is not mounted. "
+                                "Weight discarded.")  # fmt: skip
+                new["BlkioWeight"] = old.get("BlkioWeight") or 0
+            st = rec.state
+            if st.running and not st.restarting:
+                try:
+                    await self._runtime.update(ctr.id, oci_resources(new))
+                    if new.get("PidsLimit") is None and old.get("PidsLimit"):
+                        pids_dir = (await anyio.to_thread.run_sync(cgroup_dirs, rec)).get("pids")
+                        if pids_dir is not None:
+                            await anyio.to_thread.run_sync(lift_pids_limit, pids_dir)
+                except errdefs.EngineError as e:
+                    raise errdefs.Internal(f"Cannot update container {ctr.id}: {e.message}") from None
+                except OSError as e:
+                    raise errdefs.Internal(f"Cannot update container {ctr.id}: {e}") from None
+            rec.host_config = new
+            try:
+                await self._save(ctr)
+            except BaseException:
+                rec.host_config = old
+                raise
+        await self._publish(ctr, "update")
+        return warnings
+
+    def _health_get(self, cid: str) -> ContainerRecord | None:
+        ctr = self._ctrs.get(cid)
+        return None if ctr is None or ctr.gone else ctr.rec
+
+    async def _health_publish(self, cid: str, action: str) -> None:
+        ctr = self._ctrs.get(cid)
+        if ctr is not None:
+            await self._publish(ctr, action)
+
+    async def _health_save(self, cid: str) -> None:
+        ctr = self._ctrs.get(cid)
+        if ctr is None or ctr.gone:
+            return
+        try:
+            await self._save(ctr)
+        except errdefs.EngineError as e:  # best effort, as moby's health persistence
+            log.warning("saving the health of %s: %s", cid, e)
+
+    # ---- diff / export / archive (containers_svc.archive) --------------------------------------
+
+    def _files_lookup(self, ref: str) -> tuple[ContainerRecord, anyio.Lock]:
+        ctr = self._resolve(ref)
+        return ctr.rec, ctr.lock
+
+    async def _files_publish(self, cid: str, action: str) -> None:
+        ctr = self._ctrs.get(cid)
+        if ctr is not None:
+            await self._publish(ctr, action)
+
+    async def container_changes(self, ref: str) -> list[Change]:
+        return await self._files.changes(ref)
+
+    def export_container(self, ref: str) -> AsyncIterator[bytes]:
+        return self._files.export(ref)
+
+    async def stat_archive(self, ref: str, path: str) -> PathStat:
+        return await self._files.stat_path(ref, path)
+
+    def get_archive(self, ref: str, path: str) -> AsyncIterator[PathStat | bytes]:
+        return self._files.get_archive(ref, path)
+
+    async def put_archive(
+        self, ref: str, path: str, data: AsyncIterator[bytes], no_overwrite_dir_non_dir: bool,
+        copy_uid_gid: bool,
+    ) -> None:
+        await self._files.put_archive(ref, path, data, no_overwrite_dir_non_dir, copy_uid_gid)
+
+    # ---- commit (issue 3) ----------------------------------------------------------------------
+
+    async def commit_container(self, ref: str, req: CommitRequest) -> str:
+        ctr = self._resolve(ref)
+        paused_here = False
+        if req.pause and ctr.rec.state.running and not ctr.rec.state.paused:
+            try:
+                await self.pause_container(ctr.id)
+                paused_here = True
+            except errdefs.EngineError as e:
+                # Most likely exiting right now: its files are about to be still anyway.
+                log.warning("commit of %s without pausing: %s", ctr.id[:12], e.message)
+        try:
+            image_id = await self._images.commit_image(ctr.id, CommitOptions(
+                container_config=dict(ctr.rec.config), config=req.config, repo=req.repo,
+                tag=req.tag, comment=req.comment, author=req.author, changes=list(req.changes)))
+        finally:
+            if paused_here:
+                with anyio.CancelScope(shield=True):
+                    try:
+                        await self.unpause_container(ctr.id)
+                    except errdefs.EngineError as e:
+                        log.warning("unpausing %s after commit: %s", ctr.id[:12], e.message)
+        ref_name = f"{req.repo}:{req.tag or 'latest'}" if req.repo else ""
+        await self._publish(ctr, "commit", comment=req.comment, imageID=image_id, imageRef=ref_name)
+        return image_id

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from containers_svc.api import ContainersAPI
 from events_svc.bus import EventsAPI
 from images_svc.api import ImagesAPI
+from networks_svc.api import NetworksAPI
+from registry_svc.api import RegistryAPI
 from system_svc.service import SystemAPI
 from volumes_svc.api import VolumesAPI
 
@@ -22,3 +24,5 @@ class Backends:
     events: EventsAPI
     containers: ContainersAPI | None = None  # routes registered only when set
     volumes: VolumesAPI | None = None  # routes registered only when set
+    networks: NetworksAPI | None = None  # routes registered only when set
+    registry: RegistryAPI | None = None  # pull/push/login; 501 without it

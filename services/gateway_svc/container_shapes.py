@@ -174,10 +174,24 @@ def _short_id_aliases(rec: ContainerRecord, network: str, aliases: Any, api_vers
     return out
 
 
+def _live_network(rec: ContainerRecord) -> dict[str, Any] | None:
+    """NetworkSettings the networks service realised, while the container runs."""
+    ns = rec.network_settings or {}
+    nets = ns.get("Networks") or {}
+    if rec.state.running and any((ep or {}).get("NetworkID") for ep in nets.values()):
+        return ns
+    return None
+
+
 def _networks(rec: ContainerRecord, api_version: str, *, inspect: bool) -> dict[str, Any]:
     endpoints = (rec.networking_config or {}).get("EndpointsConfig") or {}
+    live = _live_network(rec)
+    names = _endpoint_names(rec)
+    if live is not None:
+        endpoints = live["Networks"]
+        names = list(endpoints)
     out: dict[str, Any] = {}
-    for name in _endpoint_names(rec):
+    for name in names:
         ep = _with_defaults(_ENDPOINT_DEFAULTS, endpoints.get(name) or {})
         if inspect:
             ep["Aliases"] = _short_id_aliases(rec, name, ep.get("Aliases"), api_version)
@@ -193,6 +207,9 @@ def _port_map(rec: ContainerRecord) -> dict[str, Any]:
     """NetworkSettings.Ports: published bindings while running, else ``{}``."""
     if not rec.state.running:
         return {}
+    live = _live_network(rec)
+    if live is not None:
+        return copy.deepcopy(live.get("Ports") or {})
     exposed = rec.config.get("ExposedPorts") or {}
     bindings = rec.host_config.get("PortBindings") or {}
     out: dict[str, Any] = {}
@@ -234,6 +251,9 @@ def _network_settings(rec: ContainerRecord, api_version: str) -> dict[str, Any]:
     ns = copy.deepcopy(_NETWORK_SETTINGS_DEFAULTS)
     ns["Ports"] = _port_map(rec)
     ns["Networks"] = _networks(rec, api_version, inspect=True)
+    live = _live_network(rec)
+    if live is not None:
+        ns["SandboxKey"] = live.get("SandboxKey", "")
     # The legacy top-level address fields mirror the default bridge endpoint.
     bridge = ns["Networks"].get("bridge")
     if bridge:

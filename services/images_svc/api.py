@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from images_svc.model import Change, DeleteItem, HistoryItem, ImageRecord, Snapshot
 
-__all__ = ["ImagesAPI", "ImportOptions", "ProgressEvent", "PruneReport"]
+__all__ = [
+    "BuildEvent", "BuildOptions", "CommitOptions", "ImagesAPI", "ImportOptions", "ProgressEvent",
+    "PruneReport",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +45,65 @@ class PruneReport:
 
     deleted: list[DeleteItem]
     space_reclaimed: int
+
+
+# -- commit and build (issues 3 and 7) --
+
+
+@dataclass(frozen=True, slots=True)
+class CommitOptions:
+    """docker commit, as the containers service hands it over."""
+
+    container_config: dict[str, Any] = field(default_factory=dict)  # the container's Config
+    config: dict[str, Any] | None = None  # Config the client sent; None = the container's
+    repo: str = ""
+    tag: str = ""
+    comment: str = ""
+    author: str = ""
+    changes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class BuildOptions:
+    """POST /build's query, decoded."""
+
+    tags: list[str] = field(default_factory=list)
+    dockerfile: str = "Dockerfile"
+    build_args: dict[str, str | None] = field(default_factory=dict)  # None: from the environment
+    labels: dict[str, str] = field(default_factory=dict)
+    target: str = ""
+    no_cache: bool = False
+    pull: bool = False
+    quiet: bool = False
+    rm: bool = True
+    force_rm: bool = False
+    network_mode: str = ""
+    extra_hosts: list[str] = field(default_factory=list)
+    cpuset_cpus: str = ""
+    memory: int = 0
+    memswap: int = 0
+    cpu_shares: int = 0
+    cpu_period: int = 0
+    cpu_quota: int = 0
+    shm_size: int = 0
+    platform: str = ""
+    registry_config_json: bytes = b""
+    cache_from: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class BuildEvent:
+    """One message of the classic builder's stream; ``error`` set on the last one of a failure.
+
+    An event with no field set is a keepalive, sent while a step is quiet.
+    """
+
+    stream: str = ""
+    aux_json: bytes = b""
+    error: str = ""
+    error_code: int = 0
+    status: str = ""
+    id: str = ""
 
 
 class ImagesAPI(Protocol):
@@ -123,4 +185,28 @@ class ImagesAPI(Protocol):
 
     async def snapshot_changes(self, key: str) -> list[Change]:
         """docker diff of the snapshot: its upper dir against the image's layers."""
+        ...
+
+    # -- commit and build (issues 3 and 7) --
+
+    async def commit_image(self, key: str, opts: CommitOptions) -> str:
+        """Make an image of snapshot ``key``'s upper dir over its image; returns the new id.
+
+        Raises:
+            errdefs.NotFound: ``No such snapshot: <key>``.
+            errdefs.InvalidArgument: bad ``changes`` or repository name.
+        """
+        ...
+
+    def build(self, opts: BuildOptions, context: AsyncIterator[bytes]) -> AsyncIterator[BuildEvent]:
+        """Run a classic Dockerfile build over the context tar stream.
+
+        Resource handling:
+            Intermediate containers, temporary snapshots and the unpacked context are removed
+            when the build ends, fails or the caller stops iterating (client gone).
+
+        Error handling:
+            A build failure ends the stream with a BuildEvent whose ``error`` is set; errors
+            raised instead are request errors (bad options) found before the first event.
+        """
         ...

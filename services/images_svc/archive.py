@@ -24,6 +24,7 @@ from dockerapi.reference import parse_reference
 from images_svc.content import ContentStore, DigestMismatch
 from images_svc.layers import DECOMPRESS_ERRORS, detect_compression, open_decompressed
 from images_svc.unpack import tar_error
+from streamio import ChunkReader
 
 __all__ = [
     "MEDIA_DOCKER_MANIFEST",
@@ -93,50 +94,6 @@ _host_arch = host_arch
 
 
 # --- reading -----------------------------------------------------------------------------
-
-
-class _ChunkReader(io.RawIOBase):
-    """Blocking file over an async chunk iterator; used only from the worker thread.
-
-    Each hop to the event loop gathers up to ``_BATCH`` bytes, so small HTTP chunks do not
-    cost one thread round trip each; reads are served from a memoryview without copying
-    the rest of the buffer.
-    """
-
-    _BATCH = 1 << 20
-
-    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
-        self._it = chunks
-        self._buf = memoryview(b"")
-        self._eof = False
-
-    def readable(self) -> bool:
-        return True
-
-    async def _next(self) -> bytes | None:
-        parts: list[bytes] = []
-        size = 0
-        while size < self._BATCH:
-            try:
-                chunk = await self._it.__anext__()
-            except StopAsyncIteration:
-                break
-            parts.append(chunk)
-            size += len(chunk)
-        return b"".join(parts) if parts else None
-
-    def readinto(self, b: Any) -> int:
-        while not self._buf and not self._eof:
-            chunk = anyio.from_thread.run(self._next)
-            if chunk is None:
-                self._eof = True
-            else:
-                self._buf = memoryview(chunk)
-        view = memoryview(b).cast("B")
-        n = min(len(view), len(self._buf))
-        view[:n] = self._buf[:n]
-        self._buf = self._buf[n:]
-        return n
 
 
 class _File(NamedTuple):
@@ -478,7 +435,7 @@ async def read_archive(
     Resource handling: blobs already stored stay in the content store on failure (they
     are complete and verified); garbage collection owns them.
     """
-    reader = _ChunkReader(chunks)
+    reader = ChunkReader(chunks)
     progress: Callable[[str], None] | None = None
     if on_progress is not None:
         cb = on_progress

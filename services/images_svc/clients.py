@@ -11,8 +11,16 @@ from berthapi.images.v1 import images_pb2_grpc as pbg
 from grpckit.client import stub
 from grpckit.errors import translate_errors
 from images_svc import convert
-from images_svc.api import ImportOptions, ProgressEvent, PruneReport
+from images_svc.api import (
+    BuildEvent,
+    BuildOptions,
+    CommitOptions,
+    ImportOptions,
+    ProgressEvent,
+    PruneReport,
+)
 from images_svc.model import Change, DeleteItem, HistoryItem, ImageRecord, Snapshot
+from images_svc.pulled import PulledImage, pulled_to_proto
 
 __all__ = ["ImagesClient"]
 
@@ -120,6 +128,32 @@ class ImagesClient:
     async def snapshot_changes(self, key: str) -> list[Change]:
         resp = await self._stub.SnapshotChanges(pb.SnapshotChangesRequest(key=key))
         return convert.changes_from_proto(list(resp.changes))
+
+    # -- commit and build --
+
+    @translate_errors
+    async def commit_image(self, key: str, opts: CommitOptions) -> str:
+        resp = await self._stub.CommitImage(convert.commit_to_proto(key, opts))
+        return str(resp.image_id)
+
+    @translate_errors
+    async def build(
+        self, opts: BuildOptions, context: AsyncIterator[bytes]
+    ) -> AsyncIterator[BuildEvent]:
+        async def requests() -> AsyncIterator[pb.BuildRequest]:
+            yield pb.BuildRequest(options=convert.build_options_to_proto(opts))
+            async for chunk in _rechunk(context):
+                yield pb.BuildRequest(chunk=chunk)
+
+        async for msg in self._stub.Build(requests()):
+            yield convert.build_event_from_proto(msg)
+
+    # -- images the registry service pulled --
+
+    @translate_errors
+    async def register_pulled_image(self, img: PulledImage) -> AsyncIterator[ProgressEvent]:
+        async for msg in self._stub.RegisterPulledImage(pulled_to_proto(img)):
+            yield convert.progress_from_proto(msg)
 
 
 async def _rechunk(data: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import json
+
 from berthapi.images.v1 import images_pb2 as pb
 from berthapi.types.v1 import types_pb2 as tpb
 from grpckit.types import filters_from_proto, filters_to_proto
-from images_svc.api import ImportOptions, ProgressEvent, PruneReport
+from images_svc.api import (
+    BuildEvent,
+    BuildOptions,
+    CommitOptions,
+    ImportOptions,
+    ProgressEvent,
+    PruneReport,
+)
 from images_svc.model import (
     Change,
     ChangeKind,
@@ -16,11 +25,13 @@ from images_svc.model import (
 )
 
 __all__ = [
-    "changes_from_proto", "changes_to_proto", "delete_items_from_proto", "delete_items_to_proto",
-    "filters_from_proto", "filters_to_proto", "history_from_proto", "history_to_proto",
-    "image_from_proto", "image_to_proto", "import_options_from_proto", "import_options_to_proto",
-    "progress_from_proto", "progress_to_proto", "prune_from_proto", "prune_to_proto",
-    "snapshot_from_proto", "snapshot_to_proto",
+    "build_event_from_proto", "build_event_to_proto", "build_options_from_proto",
+    "build_options_to_proto", "changes_from_proto", "changes_to_proto", "commit_from_proto",
+    "commit_to_proto", "delete_items_from_proto", "delete_items_to_proto", "filters_from_proto",
+    "filters_to_proto", "history_from_proto", "history_to_proto", "image_from_proto",
+    "image_to_proto", "import_options_from_proto", "import_options_to_proto", "progress_from_proto",
+    "progress_to_proto", "prune_from_proto", "prune_to_proto", "snapshot_from_proto",
+    "snapshot_to_proto",
 ]
 
 
@@ -140,3 +151,62 @@ def changes_to_proto(changes: list[Change]) -> list[pb.SnapshotChange]:
 
 def changes_from_proto(msgs: list[pb.SnapshotChange]) -> list[Change]:
     return [Change(path=m.path, kind=ChangeKind(m.kind)) for m in msgs]
+
+
+# -- commit and build (issues 3 and 7) --
+
+
+def commit_to_proto(key: str, opts: CommitOptions) -> pb.CommitImageRequest:
+    return pb.CommitImageRequest(
+        key=key,
+        container_config_json=json.dumps(opts.container_config).encode(),
+        config_json=json.dumps(opts.config).encode() if opts.config is not None else b"",
+        repo=opts.repo, tag=opts.tag, comment=opts.comment, author=opts.author,
+        changes=opts.changes,
+    )
+
+
+def commit_from_proto(msg: pb.CommitImageRequest) -> tuple[str, CommitOptions]:
+    return msg.key, CommitOptions(
+        container_config=json.loads(msg.container_config_json) if msg.container_config_json else {},
+        config=json.loads(msg.config_json) if msg.config_json else None,
+        repo=msg.repo, tag=msg.tag, comment=msg.comment, author=msg.author,
+        changes=list(msg.changes),
+    )
+
+
+def build_options_to_proto(o: BuildOptions) -> pb.BuildOptions:
+    return pb.BuildOptions(
+        tags=o.tags, dockerfile=o.dockerfile,
+        build_args={k: v for k, v in o.build_args.items() if v is not None},
+        build_args_unset=[k for k, v in o.build_args.items() if v is None],
+        labels=o.labels, target=o.target, no_cache=o.no_cache, pull=o.pull, quiet=o.quiet,
+        rm=o.rm, force_rm=o.force_rm, network_mode=o.network_mode, extra_hosts=o.extra_hosts,
+        cpuset_cpus=o.cpuset_cpus, memory=o.memory, memswap=o.memswap, cpu_shares=o.cpu_shares,
+        shm_size=o.shm_size, platform=o.platform, registry_config_json=o.registry_config_json,
+        cache_from=o.cache_from, cpu_period=o.cpu_period, cpu_quota=o.cpu_quota,
+    )
+
+
+def build_options_from_proto(m: pb.BuildOptions) -> BuildOptions:
+    args: dict[str, str | None] = dict(m.build_args)
+    for k in m.build_args_unset:
+        args[k] = None
+    return BuildOptions(
+        tags=list(m.tags), dockerfile=m.dockerfile or "Dockerfile", build_args=args,
+        labels=dict(m.labels), target=m.target, no_cache=m.no_cache, pull=m.pull, quiet=m.quiet,
+        rm=m.rm, force_rm=m.force_rm, network_mode=m.network_mode, extra_hosts=list(m.extra_hosts),
+        cpuset_cpus=m.cpuset_cpus, memory=m.memory, memswap=m.memswap, cpu_shares=m.cpu_shares,
+        shm_size=m.shm_size, platform=m.platform, registry_config_json=m.registry_config_json,
+        cache_from=list(m.cache_from), cpu_period=m.cpu_period, cpu_quota=m.cpu_quota,
+    )
+
+
+def build_event_to_proto(ev: BuildEvent) -> pb.BuildProgress:
+    return pb.BuildProgress(stream=ev.stream, aux_json=ev.aux_json, error=ev.error,
+                            error_code=ev.error_code, status=ev.status, id=ev.id)
+
+
+def build_event_from_proto(m: pb.BuildProgress) -> BuildEvent:
+    return BuildEvent(stream=m.stream, aux_json=m.aux_json, error=m.error,
+                      error_code=m.error_code, status=m.status, id=m.id)

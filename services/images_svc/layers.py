@@ -25,6 +25,7 @@ import zstandard
 import errdefs
 from images_svc.content import DigestMismatch, validate_digest
 from images_svc.unpack import unpack_layer
+from streamio import PeekedReader
 
 _GZIP_ERRORS: tuple[type[BaseException], ...] = (EOFError, zlib.error, gzip.BadGzipFile)
 try:
@@ -79,32 +80,10 @@ def detect_compression(head: bytes) -> str:
     return ""
 
 
-class _Peeked(io.RawIOBase):
-    """Gives back the bytes already read for sniffing, then the rest of the stream."""
-
-    def __init__(self, head: bytes, rest: BinaryIO) -> None:
-        self._head = head
-        self._rest = rest
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        view = memoryview(b).cast("B")
-        if self._head:
-            n = min(len(view), len(self._head))
-            view[:n] = self._head[:n]
-            self._head = self._head[n:]
-            return n
-        data = self._rest.read(len(view))
-        view[: len(data)] = data
-        return len(data)
-
-
 def open_decompressed(fileobj: BinaryIO) -> tuple[BinaryIO, str]:
     """Sniff gzip/zstd magic and return ``(uncompressed stream, compression)``."""
     head = fileobj.read(4)
-    raw: BinaryIO = io.BufferedReader(_Peeked(head, fileobj), 1 << 16)
+    raw: BinaryIO = io.BufferedReader(PeekedReader(head, fileobj), 1 << 16)
     kind = detect_compression(head)
     if kind == "gzip":
         return _gzip_open(raw), kind

@@ -11,6 +11,7 @@ from berthapi.images.v1 import images_pb2_grpc as pbg
 from berthapi.types.v1 import types_pb2 as tpb
 from images_svc import convert
 from images_svc.api import ImagesAPI
+from images_svc.pulled import PulledImagesAPI, pulled_from_proto
 
 __all__ = ["ImagesServicer", "add_to_server"]
 
@@ -119,6 +120,39 @@ class ImagesServicer(pbg.ImagesServicer):
     ) -> pb.SnapshotChangesResponse:
         changes = await self._api.snapshot_changes(req.key)
         return pb.SnapshotChangesResponse(changes=convert.changes_to_proto(changes))
+
+
+    # -- images the registry service pulled --
+
+    async def RegisterPulledImage(
+        self, req: pb.RegisterPulledImageRequest, ctx: Any
+    ) -> AsyncIterator[tpb.Progress]:
+        api: PulledImagesAPI = self._api  # type: ignore[assignment]
+        async for ev in api.register_pulled_image(pulled_from_proto(req)):
+            yield convert.progress_to_proto(ev)
+
+
+    # -- commit and build --
+
+    async def CommitImage(self, req: pb.CommitImageRequest, ctx: Any) -> pb.CommitImageResponse:
+        key, opts = convert.commit_from_proto(req)
+        return pb.CommitImageResponse(image_id=await self._api.commit_image(key, opts))
+
+    async def Build(
+        self, reqs: AsyncIterator[pb.BuildRequest], ctx: Any
+    ) -> AsyncIterator[pb.BuildProgress]:
+        first = await anext(aiter(reqs), None)
+        if first is None or not first.HasField("options"):
+            raise errdefs.InvalidArgument("Build: the first message must carry the options")
+        opts = convert.build_options_from_proto(first.options)
+
+        async def context() -> AsyncIterator[bytes]:
+            async for r in reqs:
+                if r.HasField("chunk"):
+                    yield r.chunk
+
+        async for ev in self._api.build(opts, context()):
+            yield convert.build_event_to_proto(ev)
 
 
 async def _chunks(reqs: AsyncIterator[pb.ImportImageRequest]) -> AsyncIterator[bytes]:

@@ -5,22 +5,32 @@ from __future__ import annotations
 import fnmatch
 import json
 import logging
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 import errdefs
+from containers_svc.api import ContainersAPI
 from dockerapi import filters as dfilters
 from dockerapi.platforms import host_arch
 from dockerapi.reference import Reference, parse_reference
 from dockerapi.timefmt import now_rfc3339, rfc3339_seconds
 from events_svc.bus import EventsAPI
 from events_svc.model import Event
-from images_svc.api import ImportOptions, ProgressEvent, PruneReport
+from images_svc.api import (
+    BuildEvent,
+    BuildOptions,
+    CommitOptions,
+    ImportOptions,
+    ProgressEvent,
+    PruneReport,
+)
 from images_svc.archive import ArchiveImage, SaveImage, read_archive, write_archive
 from images_svc.changes import apply_changes
+from images_svc.commit import commit_snapshot
 from images_svc.content import ContentStore
 from images_svc.layers import LayerStore, chain_ids
 from images_svc.model import (
@@ -32,8 +42,12 @@ from images_svc.model import (
     Snapshot,
     SnapshotRecord,
 )
+from images_svc.pulled import PulledImage, register_pulled_image
 from images_svc.snapshots import Snapshotter, mount_points, validate_key
 from images_svc.store import ImageStore
+
+if TYPE_CHECKING:
+    from registry_svc.api import RegistryAPI
 
 __all__ = ["ImagesService"]
 
@@ -64,6 +78,11 @@ class ImagesService:
         self, data_root: Path, store: ImageStore, node_id: str, events: EventsAPI | None = None
     ) -> None:
         self._events = events
+        self._data_root = Path(data_root)
+        # The containers service runs RUN steps of builds; set once it exists (set_containers).
+        self._containers: ContainersAPI | None = None
+        # The registry service pulls FROM images a build does not have; set by set_registry.
+        self._registry: RegistryAPI | None = None
         self._content = ContentStore(data_root / "content")
         self._layers = LayerStore(data_root / "layers")
         self._snapshots = Snapshotter(data_root, self._layers)
@@ -83,6 +102,46 @@ class ImagesService:
     def layers(self) -> LayerStore:
         return self._layers
 
+    # -- images the registry service pulled (images_svc.pulled) ---------------------------
+
+    @property
+    def node_id(self) -> str:
+        return self._node_id
+
+    @property
+    def events(self) -> EventsAPI | None:
+        return self._events
+
+    def register_pulled_image(self, img: PulledImage) -> AsyncIterator[ProgressEvent]:
+        return register_pulled_image(self, img)
+
+    async def store_pulled(
+        self, rec: ImageRecord, layers: list[LayerRecord], tags: list[str], digests: list[str]
+    ) -> None:
+        """Record a pulled image with its tags and repo digests in one transaction."""
+        async with self._lock:
+            lost = await self._store.put_image(rec, layers, tags, digests)
+        for prev in lost:
+            await self._emit("untag", prev, prev)
+
+    # -- commit and build (images_svc.commit, images_svc.build) ---------------------------
+
+    def set_containers(self, containers: ContainersAPI) -> None:
+        """Connect the containers service, which RUN steps of builds need (late: it needs us)."""
+        self._containers = containers
+
+    def set_registry(self, registry: RegistryAPI) -> None:
+        """Connect the registry service, which pulls the base images builds do not have."""
+        self._registry = registry
+
+    async def commit_image(self, key: str, opts: CommitOptions) -> str:
+        return await commit_snapshot(self, key, opts)
+
+    def build(self, opts: BuildOptions, context: AsyncIterator[bytes]) -> AsyncIterator[BuildEvent]:
+        from images_svc.build import run_build
+
+        return run_build(self, self._containers, opts, context, self._data_root / "build")
+
     # -- start-up -------------------------------------------------------------------------
 
     async def reconcile(self) -> None:
@@ -92,6 +151,9 @@ class ImagesService:
         back (upper content is never deleted), and mounted ones stay mounted.
         """
         await self._content.reconcile()
+        # Build work dirs (unpacked contexts) never outlive the build that made them.
+        await anyio.to_thread.run_sync(
+            lambda: shutil.rmtree(self._data_root / "build", ignore_errors=True))
         present = set(await self._layers.reconcile())
         known = {lr.chain_id for lr in await self._store.list_layers()}
         for chain in sorted(present - known):

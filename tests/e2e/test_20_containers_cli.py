@@ -37,6 +37,15 @@ def test_exit_codes(docker: DockerCLI, busybox_image: str) -> None:
     assert res.returncode == 126, res.stderr
 
 
+def test_user_names_resolve_in_the_image(docker: DockerCLI, busybox_image: str) -> None:
+    """-u takes names from the image's /etc/passwd (looked up at start, not at create)."""
+    out = docker("run", "--rm", "-u", "nobody", busybox_image, "id").stdout
+    assert out.startswith("uid=65534(nobody) gid=65534(nobody)")
+    bad = docker("run", "--rm", "-u", "no-such-user", busybox_image, "id", check=False)
+    assert bad.returncode != 0
+    assert "unable to find user no-such-user: no matching entries in passwd file" in bad.stderr
+
+
 def test_stdout_stderr_apart_and_logs(docker: DockerCLI, busybox_image: str, cleanup: list[str]) -> None:
     name = _name()
     cleanup.append(name)

@@ -22,7 +22,10 @@ node never collide with another's. Keys are marked ``PK``, foreign keys ``->``::
     └── ctr_containers        PK (node_id, id); UNIQUE (node_id, name); image_id, config_json,
                               created, state, pid, exit_code, started_at, finished_at
     networks (net_)
-    └── net_networks          PK (node_id, id); UNIQUE (node_id, name); driver, config_json, created
+    ├── net_networks          PK (node_id, id); UNIQUE (node_id, name); driver, config_json, created
+    ├── net_endpoints         PK (node_id, network_id, container_id); container_name, endpoint_id,
+    │                         config_json, state_json (no foreign key: rm drops unattached rows)
+    └── net_sandboxes         PK (node_id, container_id); request_json, state_json
     volumes (vol_)
     ├── vol_volumes           PK (node_id, name); driver, mountpoint, options_json, labels_json,
     │                         created, anonymous
@@ -38,12 +41,13 @@ from __future__ import annotations
 from .common import Base, Node, ObjectId
 from .containers import Container
 from .images import Image, ImageLayer, ImageManifestLayer, ImgDigest, ImgSnapshot, ImgTag, Layer
-from .networks import Network
+from .networks import Endpoint, Network, Sandbox
 from .volumes import Volume, VolumeRef
 
 __all__ = [
     "Base",
     "Container",
+    "Endpoint",
     "Image",
     "ImageLayer",
     "ImageManifestLayer",
@@ -54,6 +58,7 @@ __all__ = [
     "Network",
     "Node",
     "ObjectId",
+    "Sandbox",
     "Volume",
     "VolumeRef",
 ]

@@ -11,6 +11,7 @@ from gateway_svc.backend import Backends
 from gateway_svc.http import EmptyResponse, JSONResponse, Request, Response, StreamResponse
 from gateway_svc.router import Router
 from gateway_svc.routes._stream import progress_stream
+from gateway_svc.routes.registry import pull_response
 from images_svc.api import ImportOptions
 
 __all__ = ["ImageRoutes"]
@@ -24,6 +25,7 @@ class ImageRoutes:
 
     def __init__(self, backends: Backends, data_root: Path) -> None:
         self._images = backends.images
+        self._backends = backends
         self._data_root = data_root
 
     def register(self, r: Router) -> None:
@@ -56,9 +58,7 @@ class ImageRoutes:
     async def post_images_create(self, req: Request) -> Response:
         src = req.query.get("fromSrc")
         if req.query.get("fromImage") and not src:
-            raise errdefs.NotImplemented_(
-                "pulling images is not available yet in this berth build (registry service)"
-            )
+            return await pull_response(self._backends, req)
         if src is None:
             raise errdefs.InvalidArgument("fromImage or fromSrc must be set")
         if src != "-":

@@ -153,11 +153,32 @@ def _check_0004(c: Connection) -> None:
         ("data", CID)]
 
 
+EP_CONFIG = '{"aliases": ["db"], "ipv4_address": "10.1.0.5"}'
+SB_REQUEST = '{"network_mode": "front"}'
+
+
+def _insert_0005(c: Connection) -> None:
+    # The 0001 container joins the 0001 network: an endpoint and its sandbox.
+    c.execute(text("INSERT INTO net_endpoints (node_id, network_id, container_id, container_name, "
+                   "endpoint_id, config_json, state_json) VALUES (:n, :net, :c, 'web', :ep, :cfg, '{}')"),
+              {"n": NODE, "net": NID, "c": CID, "ep": "9" * 64, "cfg": EP_CONFIG})
+    c.execute(text("INSERT INTO net_sandboxes (node_id, container_id, request_json, state_json) "
+                   "VALUES (:n, :c, :req, '{}')"), {"n": NODE, "c": CID, "req": SB_REQUEST})
+
+
+def _check_0005(c: Connection) -> None:
+    assert c.execute(text("SELECT network_id, container_name, config_json FROM net_endpoints")).all() == [
+        (NID, "web", EP_CONFIG)]
+    assert c.execute(text("SELECT container_id, request_json FROM net_sandboxes")).all() == [
+        (CID, SB_REQUEST)]
+
+
 DATA_TESTS: dict[str, DataTest] = {
     "0001": DataTest(_insert_0001, _check_0001),
     "0002": DataTest(_insert_0002, _check_0002),
     "0003": DataTest(_insert_0003, _check_0003),
     "0004": DataTest(_insert_0004, _check_0004),
+    "0005": DataTest(_insert_0005, _check_0005),
 }
 
 

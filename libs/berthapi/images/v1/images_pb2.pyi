@@ -327,3 +327,131 @@ class SnapshotChangesResponse(_message.Message):
     CHANGES_FIELD_NUMBER: _ClassVar[int]
     changes: _containers.RepeatedCompositeFieldContainer[SnapshotChange]
     def __init__(self, changes: _Optional[_Iterable[_Union[SnapshotChange, _Mapping]]] = ...) -> None: ...
+
+class RegisterPulledImageRequest(_message.Message):
+    __slots__ = ("manifest", "config", "layers", "tags", "repo_digests")
+    MANIFEST_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    LAYERS_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    REPO_DIGESTS_FIELD_NUMBER: _ClassVar[int]
+    manifest: _types_pb2.Descriptor
+    config: _types_pb2.Descriptor
+    layers: _containers.RepeatedCompositeFieldContainer[_types_pb2.Descriptor]
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    repo_digests: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, manifest: _Optional[_Union[_types_pb2.Descriptor, _Mapping]] = ..., config: _Optional[_Union[_types_pb2.Descriptor, _Mapping]] = ..., layers: _Optional[_Iterable[_Union[_types_pb2.Descriptor, _Mapping]]] = ..., tags: _Optional[_Iterable[str]] = ..., repo_digests: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CommitImageRequest(_message.Message):
+    __slots__ = ("key", "container_config_json", "config_json", "repo", "tag", "comment", "author", "changes")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_CONFIG_JSON_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_JSON_FIELD_NUMBER: _ClassVar[int]
+    REPO_FIELD_NUMBER: _ClassVar[int]
+    TAG_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_FIELD_NUMBER: _ClassVar[int]
+    AUTHOR_FIELD_NUMBER: _ClassVar[int]
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    container_config_json: bytes
+    config_json: bytes
+    repo: str
+    tag: str
+    comment: str
+    author: str
+    changes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, key: _Optional[str] = ..., container_config_json: _Optional[bytes] = ..., config_json: _Optional[bytes] = ..., repo: _Optional[str] = ..., tag: _Optional[str] = ..., comment: _Optional[str] = ..., author: _Optional[str] = ..., changes: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CommitImageResponse(_message.Message):
+    __slots__ = ("image_id",)
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    image_id: str
+    def __init__(self, image_id: _Optional[str] = ...) -> None: ...
+
+class BuildOptions(_message.Message):
+    __slots__ = ("tags", "dockerfile", "build_args", "build_args_unset", "labels", "target", "no_cache", "pull", "quiet", "rm", "force_rm", "network_mode", "extra_hosts", "cpuset_cpus", "memory", "memswap", "cpu_shares", "shm_size", "platform", "registry_config_json", "cache_from", "cpu_period", "cpu_quota")
+    class BuildArgsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    DOCKERFILE_FIELD_NUMBER: _ClassVar[int]
+    BUILD_ARGS_FIELD_NUMBER: _ClassVar[int]
+    BUILD_ARGS_UNSET_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    NO_CACHE_FIELD_NUMBER: _ClassVar[int]
+    PULL_FIELD_NUMBER: _ClassVar[int]
+    QUIET_FIELD_NUMBER: _ClassVar[int]
+    RM_FIELD_NUMBER: _ClassVar[int]
+    FORCE_RM_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_MODE_FIELD_NUMBER: _ClassVar[int]
+    EXTRA_HOSTS_FIELD_NUMBER: _ClassVar[int]
+    CPUSET_CPUS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_FIELD_NUMBER: _ClassVar[int]
+    MEMSWAP_FIELD_NUMBER: _ClassVar[int]
+    CPU_SHARES_FIELD_NUMBER: _ClassVar[int]
+    SHM_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PLATFORM_FIELD_NUMBER: _ClassVar[int]
+    REGISTRY_CONFIG_JSON_FIELD_NUMBER: _ClassVar[int]
+    CACHE_FROM_FIELD_NUMBER: _ClassVar[int]
+    CPU_PERIOD_FIELD_NUMBER: _ClassVar[int]
+    CPU_QUOTA_FIELD_NUMBER: _ClassVar[int]
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    dockerfile: str
+    build_args: _containers.ScalarMap[str, str]
+    build_args_unset: _containers.RepeatedScalarFieldContainer[str]
+    labels: _containers.ScalarMap[str, str]
+    target: str
+    no_cache: bool
+    pull: bool
+    quiet: bool
+    rm: bool
+    force_rm: bool
+    network_mode: str
+    extra_hosts: _containers.RepeatedScalarFieldContainer[str]
+    cpuset_cpus: str
+    memory: int
+    memswap: int
+    cpu_shares: int
+    shm_size: int
+    platform: str
+    registry_config_json: bytes
+    cache_from: _containers.RepeatedScalarFieldContainer[str]
+    cpu_period: int
+    cpu_quota: int
+    def __init__(self, tags: _Optional[_Iterable[str]] = ..., dockerfile: _Optional[str] = ..., build_args: _Optional[_Mapping[str, str]] = ..., build_args_unset: _Optional[_Iterable[str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., target: _Optional[str] = ..., no_cache: _Optional[bool] = ..., pull: _Optional[bool] = ..., quiet: _Optional[bool] = ..., rm: _Optional[bool] = ..., force_rm: _Optional[bool] = ..., network_mode: _Optional[str] = ..., extra_hosts: _Optional[_Iterable[str]] = ..., cpuset_cpus: _Optional[str] = ..., memory: _Optional[int] = ..., memswap: _Optional[int] = ..., cpu_shares: _Optional[int] = ..., shm_size: _Optional[int] = ..., platform: _Optional[str] = ..., registry_config_json: _Optional[bytes] = ..., cache_from: _Optional[_Iterable[str]] = ..., cpu_period: _Optional[int] = ..., cpu_quota: _Optional[int] = ...) -> None: ...
+
+class BuildRequest(_message.Message):
+    __slots__ = ("options", "chunk")
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    options: BuildOptions
+    chunk: bytes
+    def __init__(self, options: _Optional[_Union[BuildOptions, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
+
+class BuildProgress(_message.Message):
+    __slots__ = ("stream", "aux_json", "error", "error_code", "status", "id")
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    AUX_JSON_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    stream: str
+    aux_json: bytes
+    error: str
+    error_code: int
+    status: str
+    id: str
+    def __init__(self, stream: _Optional[str] = ..., aux_json: _Optional[bytes] = ..., error: _Optional[str] = ..., error_code: _Optional[int] = ..., status: _Optional[str] = ..., id: _Optional[str] = ...) -> None: ...

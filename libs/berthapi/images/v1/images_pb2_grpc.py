@@ -115,6 +115,21 @@ class ImagesStub:
                 request_serializer=berthapi_dot_images_dot_v1_dot_images__pb2.SnapshotChangesRequest.SerializeToString,
                 response_deserializer=berthapi_dot_images_dot_v1_dot_images__pb2.SnapshotChangesResponse.FromString,
                 _registered_method=True)
+        self.RegisterPulledImage = channel.unary_stream(
+                '/berthapi.images.v1.Images/RegisterPulledImage',
+                request_serializer=berthapi_dot_images_dot_v1_dot_images__pb2.RegisterPulledImageRequest.SerializeToString,
+                response_deserializer=berthapi_dot_types_dot_v1_dot_types__pb2.Progress.FromString,
+                _registered_method=True)
+        self.CommitImage = channel.unary_unary(
+                '/berthapi.images.v1.Images/CommitImage',
+                request_serializer=berthapi_dot_images_dot_v1_dot_images__pb2.CommitImageRequest.SerializeToString,
+                response_deserializer=berthapi_dot_images_dot_v1_dot_images__pb2.CommitImageResponse.FromString,
+                _registered_method=True)
+        self.Build = channel.stream_stream(
+                '/berthapi.images.v1.Images/Build',
+                request_serializer=berthapi_dot_images_dot_v1_dot_images__pb2.BuildRequest.SerializeToString,
+                response_deserializer=berthapi_dot_images_dot_v1_dot_images__pb2.BuildProgress.FromString,
+                _registered_method=True)
 
 
 class ImagesServicer:
@@ -241,6 +256,39 @@ class ImagesServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RegisterPulledImage(self, request, context):
+        """-- images the registry service pulled (issue 6) --
+        RegisterPulledImage makes an image from blobs the registry service already wrote into the
+        content store: it reads the config, unpacks every layer not yet unpacked (by chain id),
+        then records the image with its tags and repo digests in one transaction. Streams
+        "Extracting" / "Pull complete" per layer; the last message's aux_json is {"ID":"sha256:.."}.
+        NOT_FOUND when a blob is missing, INVALID_ARGUMENT when a blob or layer does not verify;
+        nothing is recorded then.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CommitImage(self, request, context):
+        """-- commit and build (issues 3 and 7) --
+        CommitImage turns a snapshot's upper dir into a layer on top of the snapshot's image and
+        records the new image (docker commit). The caller (the containers service) pauses the
+        container. NOT_FOUND "No such snapshot: <key>"; INVALID_ARGUMENT for bad changes or refs.
+        Nothing is recorded unless the layer is complete.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Build(self, request_iterator, context):
+        """Build runs a classic (Dockerfile) build. The first message carries the options, every later
+        one a chunk of the context tar. Streams the classic builder's output; a failed build ends
+        with a message whose error is set (and no error status).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ImagesServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -323,6 +371,21 @@ def add_ImagesServicer_to_server(servicer, server):
                     servicer.SnapshotChanges,
                     request_deserializer=berthapi_dot_images_dot_v1_dot_images__pb2.SnapshotChangesRequest.FromString,
                     response_serializer=berthapi_dot_images_dot_v1_dot_images__pb2.SnapshotChangesResponse.SerializeToString,
+            ),
+            'RegisterPulledImage': grpc.unary_stream_rpc_method_handler(
+                    servicer.RegisterPulledImage,
+                    request_deserializer=berthapi_dot_images_dot_v1_dot_images__pb2.RegisterPulledImageRequest.FromString,
+                    response_serializer=berthapi_dot_types_dot_v1_dot_types__pb2.Progress.SerializeToString,
+            ),
+            'CommitImage': grpc.unary_unary_rpc_method_handler(
+                    servicer.CommitImage,
+                    request_deserializer=berthapi_dot_images_dot_v1_dot_images__pb2.CommitImageRequest.FromString,
+                    response_serializer=berthapi_dot_images_dot_v1_dot_images__pb2.CommitImageResponse.SerializeToString,
+            ),
+            'Build': grpc.stream_stream_rpc_method_handler(
+                    servicer.Build,
+                    request_deserializer=berthapi_dot_images_dot_v1_dot_images__pb2.BuildRequest.FromString,
+                    response_serializer=berthapi_dot_images_dot_v1_dot_images__pb2.BuildProgress.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -757,6 +820,87 @@ class Images:
             '/berthapi.images.v1.Images/SnapshotChanges',
             berthapi_dot_images_dot_v1_dot_images__pb2.SnapshotChangesRequest.SerializeToString,
             berthapi_dot_images_dot_v1_dot_images__pb2.SnapshotChangesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterPulledImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/berthapi.images.v1.Images/RegisterPulledImage',
+            berthapi_dot_images_dot_v1_dot_images__pb2.RegisterPulledImageRequest.SerializeToString,
+            berthapi_dot_types_dot_v1_dot_types__pb2.Progress.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CommitImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/berthapi.images.v1.Images/CommitImage',
+            berthapi_dot_images_dot_v1_dot_images__pb2.CommitImageRequest.SerializeToString,
+            berthapi_dot_images_dot_v1_dot_images__pb2.CommitImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Build(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/berthapi.images.v1.Images/Build',
+            berthapi_dot_images_dot_v1_dot_images__pb2.BuildRequest.SerializeToString,
+            berthapi_dot_images_dot_v1_dot_images__pb2.BuildProgress.FromString,
             options,
             channel_credentials,
             insecure,

@@ -135,7 +135,7 @@ class EndpointResource(_message.Message):
     def __init__(self, name: _Optional[str] = ..., endpoint_id: _Optional[str] = ..., mac_address: _Optional[str] = ..., ipv4_address: _Optional[str] = ..., ipv6_address: _Optional[str] = ...) -> None: ...
 
 class Network(_message.Message):
-    __slots__ = ("id", "name", "created", "scope", "driver", "enable_ipv6", "ipam", "internal", "attachable", "ingress", "config_only", "config_from", "options", "labels", "containers", "node_id")
+    __slots__ = ("id", "name", "created", "scope", "driver", "enable_ipv6", "ipam", "internal", "attachable", "ingress", "config_only", "config_from", "options", "labels", "containers", "node_id", "user_subnet")
     class OptionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -173,6 +173,7 @@ class Network(_message.Message):
     LABELS_FIELD_NUMBER: _ClassVar[int]
     CONTAINERS_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_SUBNET_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     created: str
@@ -189,7 +190,8 @@ class Network(_message.Message):
     labels: _containers.ScalarMap[str, str]
     containers: _containers.MessageMap[str, EndpointResource]
     node_id: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., created: _Optional[str] = ..., scope: _Optional[str] = ..., driver: _Optional[str] = ..., enable_ipv6: _Optional[bool] = ..., ipam: _Optional[_Union[IPAM, _Mapping]] = ..., internal: _Optional[bool] = ..., attachable: _Optional[bool] = ..., ingress: _Optional[bool] = ..., config_only: _Optional[bool] = ..., config_from: _Optional[str] = ..., options: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., containers: _Optional[_Mapping[str, EndpointResource]] = ..., node_id: _Optional[str] = ...) -> None: ...
+    user_subnet: bool
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., created: _Optional[str] = ..., scope: _Optional[str] = ..., driver: _Optional[str] = ..., enable_ipv6: _Optional[bool] = ..., ipam: _Optional[_Union[IPAM, _Mapping]] = ..., internal: _Optional[bool] = ..., attachable: _Optional[bool] = ..., ingress: _Optional[bool] = ..., config_only: _Optional[bool] = ..., config_from: _Optional[str] = ..., options: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., containers: _Optional[_Mapping[str, EndpointResource]] = ..., node_id: _Optional[str] = ..., user_subnet: _Optional[bool] = ...) -> None: ...
 
 class CreateNetworkRequest(_message.Message):
     __slots__ = ("name", "driver", "internal", "attachable", "ingress", "enable_ipv6", "ipam", "options", "labels", "check_duplicate", "scope", "config_only", "config_from")
@@ -278,14 +280,16 @@ class DeleteNetworkRequest(_message.Message):
     def __init__(self, ref: _Optional[str] = ...) -> None: ...
 
 class ConnectNetworkRequest(_message.Message):
-    __slots__ = ("network", "container", "endpoint_config")
+    __slots__ = ("network", "container", "endpoint_config", "container_name")
     NETWORK_FIELD_NUMBER: _ClassVar[int]
     CONTAINER_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_CONFIG_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_NAME_FIELD_NUMBER: _ClassVar[int]
     network: str
     container: str
     endpoint_config: EndpointSettings
-    def __init__(self, network: _Optional[str] = ..., container: _Optional[str] = ..., endpoint_config: _Optional[_Union[EndpointSettings, _Mapping]] = ...) -> None: ...
+    container_name: str
+    def __init__(self, network: _Optional[str] = ..., container: _Optional[str] = ..., endpoint_config: _Optional[_Union[EndpointSettings, _Mapping]] = ..., container_name: _Optional[str] = ...) -> None: ...
 
 class ConnectNetworkResponse(_message.Message):
     __slots__ = ()
@@ -357,7 +361,7 @@ class AttachEndpointsRequest(_message.Message):
     def __init__(self, container_id: _Optional[str] = ..., container_name: _Optional[str] = ..., network_mode: _Optional[str] = ..., networks: _Optional[_Iterable[_Union[NetworkAttachment, _Mapping]]] = ..., hostname: _Optional[str] = ..., domainname: _Optional[str] = ..., port_bindings: _Optional[_Mapping[str, PortBindings]] = ..., publish_all_ports: _Optional[bool] = ..., exposed_ports: _Optional[_Iterable[str]] = ..., join_netns_path: _Optional[str] = ...) -> None: ...
 
 class AttachEndpointsResponse(_message.Message):
-    __slots__ = ("netns_path", "endpoints", "ports", "dns_servers", "dns_search", "dns_options", "hosts_entries")
+    __slots__ = ("netns_path", "endpoints", "ports", "dns_servers", "dns_search", "dns_options", "hosts_entries", "exposed_ports")
     class EndpointsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -372,6 +376,7 @@ class AttachEndpointsResponse(_message.Message):
     DNS_SEARCH_FIELD_NUMBER: _ClassVar[int]
     DNS_OPTIONS_FIELD_NUMBER: _ClassVar[int]
     HOSTS_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    EXPOSED_PORTS_FIELD_NUMBER: _ClassVar[int]
     netns_path: str
     endpoints: _containers.MessageMap[str, EndpointSettings]
     ports: _containers.RepeatedCompositeFieldContainer[PortMapping]
@@ -379,7 +384,28 @@ class AttachEndpointsResponse(_message.Message):
     dns_search: _containers.RepeatedScalarFieldContainer[str]
     dns_options: _containers.RepeatedScalarFieldContainer[str]
     hosts_entries: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, netns_path: _Optional[str] = ..., endpoints: _Optional[_Mapping[str, EndpointSettings]] = ..., ports: _Optional[_Iterable[_Union[PortMapping, _Mapping]]] = ..., dns_servers: _Optional[_Iterable[str]] = ..., dns_search: _Optional[_Iterable[str]] = ..., dns_options: _Optional[_Iterable[str]] = ..., hosts_entries: _Optional[_Iterable[str]] = ...) -> None: ...
+    exposed_ports: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, netns_path: _Optional[str] = ..., endpoints: _Optional[_Mapping[str, EndpointSettings]] = ..., ports: _Optional[_Iterable[_Union[PortMapping, _Mapping]]] = ..., dns_servers: _Optional[_Iterable[str]] = ..., dns_search: _Optional[_Iterable[str]] = ..., dns_options: _Optional[_Iterable[str]] = ..., hosts_entries: _Optional[_Iterable[str]] = ..., exposed_ports: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ReserveEndpointsRequest(_message.Message):
+    __slots__ = ("request",)
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    request: AttachEndpointsRequest
+    def __init__(self, request: _Optional[_Union[AttachEndpointsRequest, _Mapping]] = ...) -> None: ...
+
+class GetSandboxRequest(_message.Message):
+    __slots__ = ("container_id",)
+    CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
+    container_id: str
+    def __init__(self, container_id: _Optional[str] = ...) -> None: ...
+
+class GetSandboxResponse(_message.Message):
+    __slots__ = ("attached", "sandbox")
+    ATTACHED_FIELD_NUMBER: _ClassVar[int]
+    SANDBOX_FIELD_NUMBER: _ClassVar[int]
+    attached: bool
+    sandbox: AttachEndpointsResponse
+    def __init__(self, attached: _Optional[bool] = ..., sandbox: _Optional[_Union[AttachEndpointsResponse, _Mapping]] = ...) -> None: ...
 
 class DetachEndpointsRequest(_message.Message):
     __slots__ = ("container_id", "remove")

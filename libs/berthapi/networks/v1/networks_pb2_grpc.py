@@ -80,6 +80,16 @@ class NetworksStub:
                 request_serializer=berthapi_dot_networks_dot_v1_dot_networks__pb2.DetachEndpointsRequest.SerializeToString,
                 response_deserializer=berthapi_dot_networks_dot_v1_dot_networks__pb2.DetachEndpointsResponse.FromString,
                 _registered_method=True)
+        self.ReserveEndpoints = channel.unary_unary(
+                '/berthapi.networks.v1.Networks/ReserveEndpoints',
+                request_serializer=berthapi_dot_networks_dot_v1_dot_networks__pb2.ReserveEndpointsRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.GetSandbox = channel.unary_unary(
+                '/berthapi.networks.v1.Networks/GetSandbox',
+                request_serializer=berthapi_dot_networks_dot_v1_dot_networks__pb2.GetSandboxRequest.SerializeToString,
+                response_deserializer=berthapi_dot_networks_dot_v1_dot_networks__pb2.GetSandboxResponse.FromString,
+                _registered_method=True)
 
 
 class NetworksServicer:
@@ -159,6 +169,21 @@ class NetworksServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReserveEndpoints(self, request, context):
+        """ReserveEndpoints (node-internal, called by the containers service on create) validates the
+        network mode and records the container's networks; NOT_FOUND for an unknown network.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSandbox(self, request, context):
+        """GetSandbox returns a container's current attachment (attached=false when not attached).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NetworksServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -206,6 +231,16 @@ def add_NetworksServicer_to_server(servicer, server):
                     servicer.DetachEndpoints,
                     request_deserializer=berthapi_dot_networks_dot_v1_dot_networks__pb2.DetachEndpointsRequest.FromString,
                     response_serializer=berthapi_dot_networks_dot_v1_dot_networks__pb2.DetachEndpointsResponse.SerializeToString,
+            ),
+            'ReserveEndpoints': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReserveEndpoints,
+                    request_deserializer=berthapi_dot_networks_dot_v1_dot_networks__pb2.ReserveEndpointsRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'GetSandbox': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSandbox,
+                    request_deserializer=berthapi_dot_networks_dot_v1_dot_networks__pb2.GetSandboxRequest.FromString,
+                    response_serializer=berthapi_dot_networks_dot_v1_dot_networks__pb2.GetSandboxResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -451,6 +486,60 @@ class Networks:
             '/berthapi.networks.v1.Networks/DetachEndpoints',
             berthapi_dot_networks_dot_v1_dot_networks__pb2.DetachEndpointsRequest.SerializeToString,
             berthapi_dot_networks_dot_v1_dot_networks__pb2.DetachEndpointsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReserveEndpoints(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/berthapi.networks.v1.Networks/ReserveEndpoints',
+            berthapi_dot_networks_dot_v1_dot_networks__pb2.ReserveEndpointsRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSandbox(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/berthapi.networks.v1.Networks/GetSandbox',
+            berthapi_dot_networks_dot_v1_dot_networks__pb2.GetSandboxRequest.SerializeToString,
+            berthapi_dot_networks_dot_v1_dot_networks__pb2.GetSandboxResponse.FromString,
             options,
             channel_credentials,
             insecure,

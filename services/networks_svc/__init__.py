@@ -1,0 +1,1 @@
+"""The networks service: bridge networks, IPAM, endpoints, network namespaces and published ports."""

@@ -1,0 +1,1 @@
+"""The registry service: pull, push and login over the OCI Distribution API."""

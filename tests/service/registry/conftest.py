@@ -1,0 +1,10 @@
+"""Fixtures for the registry service tests: async tests run on asyncio (grpc.aio needs it)."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
