@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 APT_PACKAGES := crun conmon runc skopeo docker-registry busybox-static debootstrap nftables \
-	catatonit uidmap zstd postgresql iproute2 tmux openssl ca-certificates
+	catatonit uidmap zstd postgresql iproute2 tmux openssl ca-certificates docker-compose
 DATA_ROOT ?= /var/lib/berth
 EXEC_ROOT ?= /run/berth
 PYTEST := $(BIN)/python -m pytest

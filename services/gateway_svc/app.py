@@ -15,6 +15,7 @@ from gateway_svc.routes.exec import ExecRoutes
 from gateway_svc.routes.images import ImageRoutes
 from gateway_svc.routes.networks import NetworkRoutes
 from gateway_svc.routes.registry import RegistryRoutes
+from gateway_svc.routes.swarm import SwarmRoutes
 from gateway_svc.routes.system import SystemRoutes
 from gateway_svc.routes.system_df import SystemDfRoutes
 from gateway_svc.routes.volumes import VolumeRoutes
@@ -30,6 +31,7 @@ def build_app(backends: Backends, data_root: Path, version: str) -> Router:
     ImageRoutes(backends, data_root).register(router)
     BuildRoutes(backends).register(router)
     EventRoutes(backends).register(router)
+    SwarmRoutes().register(router)
     if backends.containers is not None:
         ContainerRoutes(backends).register(router)
         ContainerFSRoutes(backends).register(router)

@@ -34,7 +34,7 @@ _HOST_CONFIG_DEFAULTS: Final[dict[str, Any]] = {
     "Binds": None, "ContainerIDFile": "", "LogConfig": {"Type": "json-file", "Config": {}},
     "NetworkMode": "bridge", "PortBindings": {}, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
     "AutoRemove": False, "VolumeDriver": "", "VolumesFrom": None, "ConsoleSize": [0, 0],
-    "CapAdd": None, "CapDrop": None, "CgroupnsMode": "private", "Dns": [], "DnsOptions": [],
+    "CapAdd": None, "CapDrop": None, "CgroupnsMode": "host", "Dns": [], "DnsOptions": [],
     "DnsSearch": [], "ExtraHosts": None, "GroupAdd": None, "IpcMode": "private", "Cgroup": "",
     "Links": None, "OomScoreAdj": 0, "PidMode": "", "Privileged": False, "PublishAllPorts": False,
     "ReadonlyRootfs": False, "SecurityOpt": None, "UTSMode": "", "UsernsMode": "",
@@ -136,6 +136,12 @@ def _host_config(rec: ContainerRecord, api_version: str) -> dict[str, Any]:
     rp = hc["RestartPolicy"]
     if isinstance(rp, dict) and not rp.get("Name"):
         rp["Name"] = "no"
+    # The CLI sends -1 and "" for "unset": dockerd answers null and the mode in effect (berth
+    # never unshares the cgroup namespace).
+    if hc.get("MemorySwappiness") == -1:
+        hc["MemorySwappiness"] = None
+    if not hc.get("CgroupnsMode"):
+        hc["CgroupnsMode"] = "host"
     if not at_least(api_version, "1.46"):
         hc.pop("Annotations", None)  # 1.46+
     return hc
@@ -199,7 +205,8 @@ def _networks(rec: ContainerRecord, api_version: str, *, inspect: bool) -> dict[
             ep.pop("DNSNames", None)  # 1.44+
         if not at_least(api_version, "1.48"):
             ep.pop("GwPriority", None)  # 1.48+
-        out[name] = ep
+        # The CLI names the default network "default" in EndpointsConfig; dockerd shows "bridge".
+        out["bridge" if name == "default" else name] = ep
     return out
 
 

@@ -214,6 +214,11 @@ def info(i: InfoReport, api_version: str) -> dict[str, Any]:
     }
     if at_least(api_version, "1.44"):
         out["CDISpecDirs"] = []
+    if at_least(api_version, "1.49"):  # deprecated fields, omitted from 1.49 on
+        for key in ("AllowNondistributableArtifactsCIDRs", "AllowNondistributableArtifactsHostnames"):
+            del out["RegistryConfig"][key]
+        for key in ("ContainerdCommit", "RuncCommit", "InitCommit"):
+            del out[key]["Expected"]
     if not at_least(api_version, "1.50"):
         out["BridgeNfIptables"] = True
         out["BridgeNfIp6tables"] = True

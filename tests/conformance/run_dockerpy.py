@@ -42,12 +42,44 @@ from testkit.fixtures import busybox_rootfs_tar, cache_dir  # noqa: E402
 from testkit.registry import RegistryServer  # noqa: E402
 
 SDIST = "docker==7.0.0"
+KEPT_LOG = Path("/tmp/berth-conformance-berthd.log")
 OUT_OF_SCOPE = ["api_swarm_test.py", "api_service_test.py", "api_secret_test.py", "api_config_test.py",
                 "api_plugin_test.py", "models_swarm_test.py", "models_services_test.py",
                 "models_nodes_test.py"]
 HELLO = ("#!/bin/sh\necho\necho 'Hello from Docker!'\n"
          "echo 'This message shows that your installation appears to be working correctly.'\n"
          "echo '(berth stand-in for hello-world, built from busybox)'\n")
+
+
+ALPINE_PASSWD = """root:x:0:0:root:/root:/bin/ash
+bin:x:1:1:bin:/bin:/sbin/nologin
+daemon:x:2:2:daemon:/sbin:/sbin/nologin
+adm:x:3:4:adm:/var/adm:/sbin/nologin
+lp:x:4:7:lp:/var/spool/lpd:/sbin/nologin
+sync:x:5:0:sync:/sbin:/bin/sync
+shutdown:x:6:0:shutdown:/sbin:/sbin/shutdown
+halt:x:7:0:halt:/sbin:/sbin/halt
+mail:x:8:12:mail:/var/spool/mail:/sbin/nologin
+news:x:9:13:news:/usr/lib/news:/sbin/nologin
+operator:x:11:0:operator:/root:/sbin/nologin
+ftp:x:21:21::/var/lib/ftp:/sbin/nologin
+postgres:x:70:70::/var/lib/postgresql:/bin/sh
+guest:x:405:100:guest:/dev/null:/sbin/nologin
+nobody:x:65534:65534:nobody:/:/sbin/nologin
+"""
+ALPINE_GROUP = """root:x:0:root
+bin:x:1:root,bin,daemon
+daemon:x:2:root,bin,daemon
+adm:x:4:root,adm,daemon
+lp:x:7:lp
+mail:x:12:mail
+news:x:13:news
+ftp:x:21:
+postgres:x:70:
+users:x:100:games
+nogroup:x:65533:
+nobody:x:65534:
+"""
 
 
 def fetch_suite(work: Path) -> Path:
@@ -67,20 +99,26 @@ def fetch_suite(work: Path) -> Path:
     return root
 
 
-def _layer(extra: dict[str, tuple[bytes, int]]) -> bytes:
-    """The busybox rootfs tar with ``extra`` files (name -> (data, mode)) appended."""
+def _layer(extra: dict[str, tuple[bytes, int] | None]) -> bytes:
+    """The busybox rootfs tar with ``extra`` files (name -> (data, mode); None: a directory)."""
     buf = io.BytesIO()
     with tarfile.open(busybox_rootfs_tar()) as src, tarfile.open(fileobj=buf, mode="w") as dst:
         for m in src.getmembers():
-            dst.addfile(m, src.extractfile(m) if m.isfile() else None)
-        for name, (data, mode) in extra.items():
+            if m.name.removeprefix("./").rstrip("/") not in extra:
+                dst.addfile(m, src.extractfile(m) if m.isfile() else None)
+        for name, entry in extra.items():
             info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime = len(data), mode, 1704067200
-            dst.addfile(info, io.BytesIO(data))
+            info.mtime = 1704067200
+            if entry is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                dst.addfile(info)
+            else:
+                info.size, info.mode = len(entry[0]), entry[1]
+                dst.addfile(info, io.BytesIO(entry[0]))
     return buf.getvalue()
 
 
-def docker_archive(path: Path, ref: str, extra: dict[str, tuple[bytes, int]], cmd: list[str]) -> None:
+def docker_archive(path: Path, ref: str, extra: dict[str, tuple[bytes, int] | None], cmd: list[str]) -> None:
     """Write a docker-archive (docker save format) of a one-layer image for skopeo to push."""
     layer = gzip.compress(_layer(extra), mtime=0)
     diff_id = "sha256:" + hashlib.sha256(gzip.decompress(layer)).hexdigest()
@@ -100,7 +138,14 @@ def docker_archive(path: Path, ref: str, extra: dict[str, tuple[bytes, int]], cm
 
 
 def stand_ins(work: Path, registry: str) -> list[Path]:
-    alpine = {"etc/alpine-release": (b"3.10.9 (berth stand-in: busybox)\n", 0o644)}
+    # The suite relies on a few things of alpine's skeleton: its users (exec as "postgres") and
+    # directories (exec in /var/opt). Those are added; everything else is busybox.
+    alpine: dict[str, tuple[bytes, int] | None] = {
+        "etc/alpine-release": (b"3.10.9 (berth stand-in: busybox)\n", 0o644),
+        "etc/passwd": (ALPINE_PASSWD.encode(), 0o644),
+        "etc/group": (ALPINE_GROUP.encode(), 0o644),
+        **{d: None for d in ("home", "media", "mnt", "opt", "srv", "var/opt", "var/lib", "var/log")},
+    }
     images = [
         ("library/alpine:3.10", alpine, ["/bin/sh"]),
         ("library/alpine:latest", alpine, ["/bin/sh"]),
@@ -146,17 +191,31 @@ def credential_store(root: Path, work: Path) -> dict[str, str]:
     return env
 
 
+def suite_paths(root: Path) -> list[str]:
+    """The suite's files in order, credentials/ last.
+
+    credentials/utils_test.py replaces os.environ with a plain dict that outlives the test, so every
+    test after it loses DOCKER_HOST and knocks on /var/run/docker.sock (upstream CI runs against
+    that socket and never notices).
+    """
+    files = sorted(p.name for p in (root / "tests" / "integration").glob("*_test.py"))
+    ordered = [f"tests/integration/{f}" for f in files if f not in OUT_OF_SCOPE]
+    return [*ordered, "tests/integration/credentials"]
+
+
 def run_suite(root: Path, host: str, api_version: str | None, junit: Path, timeout: int,
               extra: list[str], cred_env: dict[str, str]) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
     env.update(cred_env)
     env["DOCKER_HOST"] = host
+    # Contexts and logins of one pass must not leak into the next.
+    env["DOCKER_CONFIG"] = str(junit.with_suffix(".docker-config"))
     env.pop("PYTHONPATH", None)
     if api_version:
         env["DOCKER_TEST_API_VERSION"] = api_version
     args = [sys.executable, "-m", "pytest", "-c", str(root / "pytest.ini"), "--rootdir", str(root),
             "-p", "no:cacheprovider", "-q", f"--timeout={timeout}", f"--junitxml={junit}",
-            *(f"--ignore=tests/integration/{f}" for f in OUT_OF_SCOPE), *extra, "tests/integration"]
+            *extra, *suite_paths(root)]
     subprocess.run(args, cwd=root, env=env, check=False)
 
 
@@ -198,7 +257,9 @@ def main() -> int:
             archives = stand_ins(work, reg.host)
             conf = work / "daemon.json"
             conf.write_text(json.dumps({"registry-mirrors": [f"http://{reg.host}"]}))
-            daemon = BerthdProcess(work / "b", extra_args=["--config-file", str(conf)])
+            # The suite makes dozens of networks: a pool as roomy as dockerd's defaults.
+            daemon = BerthdProcess(work / "b", extra_args=[
+                "--config-file", str(conf), "--default-address-pool", "base=10.96.0.0/12,size=24"])
             daemon.start()
             try:
                 for archive in archives if args.preload else []:
@@ -213,8 +274,9 @@ def main() -> int:
                     res["seconds"] = round(time.monotonic() - t0)
                     results[label] = res
             finally:
-                died = not daemon.running
+                died = not daemon.running or not daemon.ping()
                 log = daemon.log_tail(60)
+                shutil.copyfile(daemon.log_path, KEPT_LOG)
                 daemon.cleanup()
     out = REPO / "tests" / "conformance" / "results"
     out.mkdir(parents=True, exist_ok=True)
@@ -228,7 +290,8 @@ def main() -> int:
             print(f"  {f['kind']:6} {f['test']}: {f['message']}")
         bad += int(tot.get("failed", 0)) + int(tot.get("error", 0))
     if died or not results:
-        print(f"\nberthd {'died during the suite' if died else 'log'}; its log ends:\n{log}", file=sys.stderr)
+        print(f"\nberthd {'stopped answering during the suite' if died else 'log'} (whole log: {KEPT_LOG});"
+              f" it ends:\n{log}", file=sys.stderr)
     return 1 if bad or died or not results else 0
 
 

@@ -53,7 +53,8 @@ class EventRoutes:
         since = req.query.get("since")
         until = req.query.get("until")
         now = time.time()
-        since_ns = dfilters.parse_timestamp_ns(since, now) if since else 0
+        # 0 means "no since" to subscribe; since=0 (the epoch) replays everything, as in dockerd
+        since_ns = max(1, dfilters.parse_timestamp_ns(since, now)) if since else 0
         until_ns = dfilters.parse_timestamp_ns(until, now) if until else 0
         events = self._events.subscribe(since_ns, until_ns, filters)
 
