@@ -207,6 +207,7 @@ class PodmanEngine(Engine):
 
     def __init__(self, base: Path) -> None:
         super().__init__("podman", base / "p")
+        self.insecure: list[str] = []  # host:port of loopback registries (podman does not assume it)
         self._links_before = set(_links())
         self._tables_before = _nft_tables()
 
@@ -244,7 +245,7 @@ class PodmanEngine(Engine):
             f'[storage]\ndriver = "overlay"\ngraphroot = "{b / "storage"}"\nrunroot = "{b / "run"}"\n')
         (b / "registries.conf").write_text(
             'unqualified-search-registries = ["docker.io"]\n'
-            '[[registry]]\nlocation = "127.0.0.1"\ninsecure = true\n')
+            + "".join(f'[[registry]]\nlocation = "{h}"\ninsecure = true\n' for h in self.insecure))
         api = b / "podman.sock"
         log = b / "podman.log"
         with log.open("ab") as out:

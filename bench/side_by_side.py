@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peers import REPO, BerthEngine, DockerdEngine, Engine, PodmanEngine, rss_kib
 
 from testkit.fixtures import big_image_archive, busybox_rootfs_tar, debian_rootfs_tar
+from testkit.registry import RegistryServer
 
 Result = subprocess.CompletedProcess[str]
 
@@ -136,6 +137,20 @@ def ps_many(count: int) -> Callable[[Ctx], float]:
     return run
 
 
+def ps_many_rss(count: int) -> Callable[[Ctx], list[float]]:
+    """ps -a over ``count`` created containers, and the engine's RSS while it holds them."""
+    def run(c: Ctx) -> list[float]:
+        c.clear()
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda _: c.docker("create", "busybox", "true"), range(count)))
+        t = statistics.median(_ms(c.timed("ps", "-a")) for _ in range(5))
+        time.sleep(1)
+        rss = round(sum(rss_kib(p) for p in c.engine.engine_pids()) / 1024, 1)
+        c.clear()
+        return [t, rss]
+    return run
+
+
 def logs_throughput(mb: int) -> Callable[[Ctx], float]:
     def run(c: Ctx) -> float:
         line = "0123456789abcdefghijklmnopqrstuvwxyz" * 2
@@ -159,6 +174,21 @@ def load_save(c: Ctx) -> list[float]:
     save = c.timed("save", "-o", str(out), "berth-test/big:latest")
     out.unlink(missing_ok=True)
     return [round(size / load, 1), round(size / save, 1)]
+
+
+def pull_push(registry: str) -> Callable[[Ctx], list[float]]:
+    """Push the 317 MB image to a loopback registry, remove it, pull it back (MB/s each way)."""
+    def run(c: Ctx) -> list[float]:
+        size = big_image_archive().stat().st_size / 1e6
+        ref = f"{registry}/bench/big-{c.engine.name}:{time.monotonic_ns()}"
+        c.docker("tag", "berth-test/big:latest", ref)
+        push = c.timed("push", ref)
+        c.docker("rmi", "-f", ref, "berth-test/big:latest")
+        pull = c.timed("pull", ref)
+        c.docker("tag", ref, "berth-test/big:latest")
+        c.docker("rmi", ref)
+        return [round(size / push, 1), round(size / pull, 1)]
+    return run
 
 
 def build(c: Ctx) -> list[float]:
@@ -255,6 +285,8 @@ ROWS: dict[str, list[str]] = {
               "rm -f of 50 running (s)"],
     "load_save": ["docker load, 317 MB (MB/s)", "docker save, 317 MB (MB/s)"],
     "build": ["classic build, cold (ms)", "classic build, all cached (ms)"],
+    "pull_push": ["docker push, 317 MB, loopback registry (MB/s)",
+                  "docker pull, 317 MB, loopback registry (MB/s)"],
     "parallel": ["32 parallel run --rm true, median (ms)", "32 parallel run --rm true, p99 (ms)"],
 }
 
@@ -262,14 +294,16 @@ ROWS: dict[str, list[str]] = {
 def metrics(args: argparse.Namespace, tmp: Path) -> list[Metric]:
     n = args.runs
     heavy = 1 if args.quick else 3
+    ROWS["ps_many"] = [f"ps -a, {args.many} containers (ms)", f"engine RSS, {args.many} created (MiB)"]
     return [
         Metric("run --rm busybox true (ms)", run_true, n, crun_floor(tmp)),
         Metric("run --rm --network none busybox true (ms)", run_true_none, n),
         Metric("exec ctr true (ms)", exec_true, n),
         Metric("fifty", fifty, heavy),
-        Metric(f"ps -a, {args.many} containers (ms)", ps_many(args.many), 1),
+        Metric("ps_many", ps_many_rss(args.many), 1),
         Metric(f"attached run writing {args.log_mb} MB (MB/s)", logs_throughput(args.log_mb), heavy),
         Metric("load_save", load_save, heavy),
+        Metric("pull_push", pull_push(args.registry), heavy),
         Metric("build", build, heavy),
         Metric("parallel", parallel_runs(32), heavy),
         Metric("published port, wrk 16 conns (req/s)", port_rps, heavy),
@@ -319,6 +353,7 @@ def run_all(ctxs: list[Ctx], ms: list[Metric]) -> tuple[dict[str, dict[str, Any]
                 floors[rows[0]] = statistics.median(m.floor() for _ in range(max(3, m.runs // 2)))
     with contextlib.suppress(Exception):
         floors["docker load, 317 MB (MB/s)"] = sha256_floor()
+        floors["docker pull, 317 MB, loopback registry (MB/s)"] = floors["docker load, 317 MB (MB/s)"]
     return table, floors
 
 
@@ -340,12 +375,14 @@ def render(table: dict[str, dict[str, Any]], floors: dict[str, float], names: li
 
 
 @contextlib.contextmanager
-def engines(names: list[str], base: Path) -> Iterator[list[Engine]]:
+def engines(names: list[str], base: Path, registry: str) -> Iterator[list[Engine]]:
     kinds = {"berth": BerthEngine, "dockerd": DockerdEngine, "podman": PodmanEngine}
     started: list[Engine] = []
     try:
         for n in names:
             eng = kinds[n](base)
+            if isinstance(eng, PodmanEngine):
+                eng.insecure.append(registry)
             started.append(eng)
             try:
                 eng.start()
@@ -378,7 +415,8 @@ def main() -> int:
     names = [n for n in args.engines.split(",") if n]
     with tempfile.TemporaryDirectory(prefix="bb-", dir="/tmp") as t:
         tmp = Path(t)
-        with engines(names, tmp) as engs:
+        with RegistryServer(tmp / "registry") as reg, engines(names, tmp, reg.host) as engs:
+            args.registry = reg.host
             ctxs = [Ctx(e, tmp) for e in engs]
             for c in ctxs:
                 load_images(c)
