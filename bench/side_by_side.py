@@ -125,18 +125,6 @@ def fifty(c: Ctx) -> list[float]:
     return [round(create, 2), ps, round(statistics.mean(rss), 2) if rss else float("nan"), round(rm, 2)]
 
 
-def ps_many(count: int) -> Callable[[Ctx], float]:
-    def run(c: Ctx) -> float:
-        c.clear()
-        # Created, not started: ps has to list them all the same.
-        with concurrent.futures.ThreadPoolExecutor(4) as pool:
-            list(pool.map(lambda _: c.docker("create", "busybox", "true"), range(count)))
-        t = statistics.median(_ms(c.timed("ps", "-a")) for _ in range(5))
-        c.clear()
-        return t
-    return run
-
-
 def ps_many_rss(count: int) -> Callable[[Ctx], list[float]]:
     """ps -a over ``count`` created containers, and the engine's RSS while it holds them."""
     def run(c: Ctx) -> list[float]:

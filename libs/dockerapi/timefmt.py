@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 
 import errdefs
@@ -15,6 +16,7 @@ def now_rfc3339() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
+@functools.lru_cache(maxsize=8192)  # record times do not change: ps asks for the same ones again
 def rfc3339_seconds(value: str) -> float:
     """Unix seconds of an RFC 3339 time (any fraction length); 0.0 when empty or unparsable."""
     if not value:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import errdefs
 
 __all__ = ["MAX_API", "MIN_API", "at_least", "compare", "in_range", "parse_version"]
@@ -12,6 +14,7 @@ MIN_API = "1.24"
 MAX_API = "1.50"
 
 
+@functools.lru_cache(maxsize=256)  # a handful of distinct versions, asked per field of every ps row
 def parse_version(version: str) -> tuple[int, ...]:
     """Split ``"1.41"`` into ``(1, 41)``.
 

@@ -335,6 +335,7 @@ class OciRuntime:
         *,
         log_path: str | os.PathLike[str] | None = None,
         log_size_max: int = -1,
+        log_driver: str = "k8s-file",
         terminal: bool = False,
         stdin: bool = False,
         leave_stdin_open: bool = False,
@@ -359,8 +360,11 @@ class OciRuntime:
             "--exit-dir", str(paths.exit_dir), "--persist-dir", str(paths.dir),
         ]  # fmt: skip
         # conmon insists on a log driver; without a caller path the log goes to the exec dir.
-        argv += ["--log-path", f"k8s-file:{os.fspath(log_path or paths.dir / 'ctr.log')}"]
-        if log_size_max > 0:
+        if log_driver == "none":  # conmon's own "none" driver: output reaches attachers only
+            argv += ["--log-path", "none:"]
+        else:
+            argv += ["--log-path", f"k8s-file:{os.fspath(log_path or paths.dir / 'ctr.log')}"]
+        if log_size_max > 0 and log_driver != "none":
             argv += ["--log-size-max", str(log_size_max)]
         if terminal:
             argv.append("--terminal")

@@ -353,7 +353,9 @@ class BerthdProcess:
         for link in links:
             if link.get("ifalias") == alias:
                 subprocess.run(["ip", "link", "del", link["ifname"]], capture_output=True, check=False)
-        subprocess.run(["nft", "delete", "table", "ip", self.nft_table], capture_output=True, check=False)
+        for family in ("ip", "ip6"):
+            cmd = ["nft", "delete", "table", family, self.nft_table]
+            subprocess.run(cmd, capture_output=True, check=False)
 
     def _remove_containers(self) -> None:
         # Containers outlive berthd (conmon is their parent), so ask berthd to remove them first.

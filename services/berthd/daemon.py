@@ -165,7 +165,7 @@ async def _host_containers(
     assert hosted.images is not None and hosted.events is not None
     svc = ContainersService(cfg.data_root, cfg.exec_root, SqlContainerStore(state, node_id),
                             hosted.images, hosted.events, runtime, node_id, volumes=hosted.volumes,
-                            networks=hosted.networks)
+                            networks=hosted.networks, log_defaults=(cfg.log_driver, dict(cfg.log_opts)))
     if isinstance(hosted.networks, NetworksService):  # embedded: connect/disconnect refresh inspect
         hosted.networks.add_listener(svc.network_changed)
     hosted.containers = svc

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import errdefs
+from containers_svc import logrotate
 
 __all__ = [
     "DEFAULT_PATH",
@@ -23,6 +24,7 @@ __all__ = [
     "should_restart",
     "signal_name",
     "validate_host_config",
+    "validate_log_config",
 ]
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -263,7 +265,17 @@ def validate_host_config(hc: Mapping[str, Any], ncpu: int | None = None) -> list
         raise errdefs.InvalidArgument("SHM size can not be less than 0")
     for opt in hc.get("SecurityOpt") or []:
         parse_security_opt(opt)
+    validate_log_config(hc.get("LogConfig") or {})
     return warnings
+
+
+def validate_log_config(log_config: Mapping[str, Any]) -> None:
+    """moby's logger.ValidateLogOpts: mode, driver and its options, with moby's texts.
+
+    Raises:
+        errdefs.InvalidArgument: with moby's texts.
+    """
+    logrotate.settings_of(log_config)
 
 
 @dataclass(frozen=True, slots=True)

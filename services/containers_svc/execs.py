@@ -74,12 +74,9 @@ def _command_text(cfg: ExecConfig) -> str:
 
 
 def _runtime_failure(message: str) -> tuple[str, int]:
-    """Docker's exit code for an exec the runtime refused (moby translateContainerdStartErr)."""
-    low = message.lower()
-    code = 126
-    if ("not found" in low or "no such file" in low) and "exec" in low:
-        code = 127
-    return f"OCI runtime exec failed: {message}: unknown", code
+    """Docker's exit code for an exec the runtime refused: always 126 (``run`` gives 127 for a
+    missing command, an exec does not: moby's ContainerExecStart records 126 for any failure)."""
+    return f"OCI runtime exec failed: {message}: unknown", 126
 
 
 class ExecManager:
@@ -91,6 +88,7 @@ class ExecManager:
         resolve: container ref -> its live record (raises errdefs.NotFound).
         bundle_of: container id -> its bundle directory (holds the OCI config.json).
         task_group: the service's task group (raises errdefs.Unavailable when not running).
+        linked_env: container record -> its --link variables (dockerd gives them to execs too).
     """
 
     def __init__(
@@ -100,7 +98,9 @@ class ExecManager:
         resolve: Callable[[str], ContainerRecord],
         bundle_of: Callable[[str], Path],
         task_group: Callable[[], anyio.abc.TaskGroup],
+        linked_env: Callable[[ContainerRecord], list[str]] | None = None,
     ) -> None:
+        self._linked_env = linked_env
         self._runtime = runtime
         self._events = events
         self._resolve = resolve
@@ -168,14 +168,14 @@ class ExecManager:
 
     # ---- start ---------------------------------------------------------------------------------
 
-    def _process(self, rec: ContainerRecord, cfg: ExecConfig) -> dict[str, Any]:
+    def _process(self, rec: ContainerRecord, cfg: ExecConfig, linked: list[str]) -> dict[str, Any]:
         """The OCI process of the session (blocking: reads the container's files)."""
         # /proc/<pid>/root is the container's own view, bind mounts included.
         root = f"/proc/{rec.state.pid}/root"
         user = lookup_user(root, cfg.user or rec.config.get("User") or "",
                            rec.host_config.get("GroupAdd") or [])  # fmt: skip
         shown = dataclasses.replace(rec, config={**rec.config, "Tty": cfg.tty})
-        env = _replace_env(runspec.process_env(shown, user.home), cfg.env)
+        env = _replace_env(runspec.process_env(shown, user.home, linked), cfg.env)
         cwd = cfg.working_dir or rec.config.get("WorkingDir") or "/"
         find_executable(root, cfg.cmd[0], env, cwd)
         oci = json.loads((self._bundle_of(rec.id) / "config.json").read_text())
@@ -190,9 +190,10 @@ class ExecManager:
         cfg = ex.rec.config
         try:
             try:
-                process = await anyio.to_thread.run_sync(self._process, rec, cfg)
+                linked = self._linked_env(rec) if self._linked_env is not None else []
+                process = await anyio.to_thread.run_sync(self._process, rec, cfg, linked)
             except ExecError as e:
-                raise ExecError(_OCI_PREFIX + e.message + ": unknown", e.exit_code) from None
+                raise ExecError(_OCI_PREFIX + e.message + ": unknown", 126) from None
             except errdefs.InvalidArgument as e:
                 raise ExecError(_OCI_PREFIX + e.message + ": unknown", 126) from None
             try:
@@ -271,9 +272,15 @@ class ExecManager:
         sock: socket.socket | None = None
         try:
             if with_stdin and stdin is not None:
-                sock = await anyio.to_thread.run_sync(connect_attach_path, session.attach_socket)
-                sock.setblocking(False)
-                tg.start_soon(self._pump, sock, stdin, scope)
+                try:
+                    sock = await anyio.to_thread.run_sync(connect_attach_path, session.attach_socket)
+                except (FileNotFoundError, ConnectionRefusedError):
+                    # A quick process (`docker exec -i c echo hi`) may be gone, and conmon with its
+                    # socket: nothing to feed, but its output is in the log below.
+                    sock = None
+                else:
+                    sock.setblocking(False)
+                    tg.start_soon(self._pump, sock, stdin, scope)
             opts = LogsOptions(stdout=cfg.attach_stdout, stderr=cfg.attach_stderr, follow=True)
             log_path = str(session.log_path or session.exec_dir / "exec.log")
             async for entry in read_log(log_path, opts, lambda: not ex.done.is_set(), poll=LOG_POLL):

@@ -12,7 +12,10 @@ import anyio
 from containers_svc.api import LogEntry, LogsOptions
 from ocirun import parse_k8s_log_line
 
-__all__ = ["entries_from_lines", "format_timestamp", "parse_rfc3339_nano", "read_log", "with_timestamp"]
+__all__ = [
+    "entries_from_lines", "format_timestamp", "parse_rfc3339_nano", "read_log", "stream_entries",
+    "with_timestamp",
+]
 
 _READ = 1 << 16
 
@@ -90,25 +93,30 @@ def _read_all(path: str) -> tuple[list[bytes], int]:
     return _read_from(path, 0)
 
 
-async def read_log(
-    path: str, opts: LogsOptions, still_running: Callable[[], bool], poll: float = 0.1
+async def stream_entries(
+    first: list[bytes],
+    more: Callable[[], list[bytes]],
+    opts: LogsOptions,
+    still_running: Callable[[], bool],
+    poll: float = 0.1,
 ) -> AsyncIterator[LogEntry]:
-    """Entries of the log at ``path`` per ``opts``; with follow, new ones until the container stops.
+    """Entries of ``first`` (the log as it stood) per ``opts``; with follow, then those of each
+    blocking ``more()`` read (run in a worker thread) until the container stops.
 
-    ``still_running()`` is asked after each drained read; once it says False one last read is
-    made, so nothing written before the exit is lost.
+    ``still_running()`` is asked before each read; once it says False one last read is made,
+    so nothing written before the exit is lost.
     """
-    lines, offset = await anyio.to_thread.run_sync(_read_all, path)
-    entries = [e for e in entries_from_lines(lines) if _wanted(e, opts)]
+    entries = [e for e in entries_from_lines(first) if _wanted(e, opts)]
     if opts.tail >= 0:
         entries = list(deque(entries, maxlen=opts.tail)) if opts.tail else []
     for e in entries:
         yield with_timestamp(e) if opts.timestamps else e
+    del entries
     if not opts.follow:
         return
     while True:
         running = still_running()
-        lines, offset = await anyio.to_thread.run_sync(_read_from, path, offset)
+        lines = await anyio.to_thread.run_sync(more)
         for e in entries_from_lines(lines):
             if opts.until_nano and e.time_nano > opts.until_nano:
                 return
@@ -118,6 +126,21 @@ async def read_log(
             return
         if not lines:
             await anyio.sleep(poll)
+
+
+async def read_log(
+    path: str, opts: LogsOptions, still_running: Callable[[], bool], poll: float = 0.1
+) -> AsyncIterator[LogEntry]:
+    """Entries of the single log file at ``path`` (exec output) per ``opts``; see `stream_entries`."""
+    lines, offset = await anyio.to_thread.run_sync(_read_all, path)
+
+    def more() -> list[bytes]:
+        nonlocal offset
+        new, offset = _read_from(path, offset)
+        return new
+
+    async for e in stream_entries(lines, more, opts, still_running, poll):
+        yield e
 
 
 def log_size(path: str) -> int:

@@ -6,7 +6,7 @@ Blocking (reads the rootfs, creates bind sources): call through ``anyio.to_threa
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import errdefs
@@ -261,8 +261,8 @@ def _write(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
-def process_env(rec: ContainerRecord, home: str) -> list[str]:
-    """The process environment as Docker builds it: PATH, HOSTNAME, TERM, Config.Env, HOME."""
+def process_env(rec: ContainerRecord, home: str, linked: Sequence[str] = ()) -> list[str]:
+    """The process environment as Docker builds it: PATH, HOSTNAME, TERM, links, Config.Env, HOME."""
     cfg = rec.config
     env = list(cfg.get("Env") or [])
     keys = {e.split("=", 1)[0] for e in env}
@@ -272,6 +272,7 @@ def process_env(rec: ContainerRecord, home: str) -> list[str]:
     head.append("HOSTNAME=" + (cfg.get("Hostname") or rec.id[:12]))
     if cfg.get("Tty") and "TERM" not in keys:
         head.append("TERM=xterm")
+    head += [e for e in linked if e.split("=", 1)[0] not in keys]  # Config.Env wins, as in dockerd
     tail = [] if "HOME" in keys else [f"HOME={home or '/'}"]
     return head + env + tail
 
@@ -293,10 +294,12 @@ def build_spec(
     rootfs: str,
     pid_of: Mapping[str, int],
     check_command: bool = True,
+    linked_env: Sequence[str] = (),
 ) -> ContainerSpec:
     """The ContainerSpec that starts ``rec`` on ``rootfs``.
 
-    ``pid_of`` maps a container ref to its running pid (for ``container:<x>`` modes).
+    ``pid_of`` maps a container ref to its running pid (for ``container:<x>`` modes);
+    ``linked_env`` is the --link environment (:func:`containers_svc.links.link_env`).
 
     Raises:
         rootfs.ExecError: the command cannot be executed (127/126 semantics).
@@ -306,7 +309,7 @@ def build_spec(
     # Names resolve in the image's /etc/passwd, which only exists at start (create validates without it).
     user = (lookup_user(rootfs, cfg.get("User") or "", hc.get("GroupAdd") or []) if check_command
             else lookup_user(rootfs, "", []))
-    env = process_env(rec, user.home)
+    env = process_env(rec, user.home, linked_env)
     cwd = cfg.get("WorkingDir") or "/"
     if check_command:
         if cwd != "/":

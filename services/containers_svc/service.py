@@ -26,8 +26,9 @@ import anyio
 import anyio.abc
 
 import errdefs
-from containers_svc import runspec
+from containers_svc import links, runspec
 from containers_svc.api import (
+    ZERO_TIME,
     AttachOptions,
     CommitRequest,
     ContainerRecord,
@@ -46,6 +47,7 @@ from containers_svc.api import (
 )
 from containers_svc.archive import ContainerFiles
 from containers_svc.attach import parse_detach_keys, pump_stdin, recv_packet
+from containers_svc.checks import check_create
 from containers_svc.config import (
     RestartBackoff,
     command_of,
@@ -59,7 +61,15 @@ from containers_svc.config import (
 )
 from containers_svc.execs import ExecManager
 from containers_svc.health import HEALTH_STATUSES, HealthMonitor, validate_healthcheck
-from containers_svc.logs import format_timestamp, read_log
+from containers_svc.logrotate import (
+    LogLocks,
+    merge_log_config,
+    prepare_log,
+    read_log,
+    rotate_loop,
+    settings_of,
+)
+from containers_svc.logs import format_timestamp
 from containers_svc.names import generate_name, validate_name
 from containers_svc.rootfs import ExecError
 from containers_svc.stats import cgroup_dirs, stats_stream
@@ -160,6 +170,26 @@ def _map_runtime_error(message: str, cmd: str) -> tuple[str, int]:
     return message, 128
 
 
+def _restart_at_boot(ctr: _Ctr) -> bool:
+    """moby restore: ShouldRestart of a fresh restart manager, for containers started before.
+
+    A manual stop is forgotten by ``always`` (Docker restarts those on daemon start) but
+    remembered by ``unless-stopped``; ``on-failure`` keeps its persisted retry count.
+    """
+    rec = ctr.rec
+    if rec.state.started_at in ("", ZERO_TIME):
+        return False
+    pol = restart_policy(rec.host_config)
+    if pol.name == "always":
+        return True
+    if pol.name == "unless-stopped":
+        return not ctr.stored.manual_stop
+    if pol.name == "on-failure":
+        limit = pol.maximum_retry_count
+        return rec.state.exit_code != 0 and (limit == 0 or rec.restart_count < limit)
+    return False
+
+
 def _conmon_alive(pid: int | None, cid: str) -> bool:
     if not pid:
         return False
@@ -200,8 +230,11 @@ class ContainersService:
         node_id: str,
         volumes: VolumesAPI | None = None,
         networks: NetworksAPI | None = None,
+        log_defaults: tuple[str, dict[str, str]] = ("json-file", {}),
     ) -> None:
         self._data_root = Path(data_root)
+        self._log_defaults = log_defaults  # daemon.json log-driver / log-opts
+        self._log_locks = LogLocks()
         self._exec_root = Path(exec_root)
         self._store = store
         self._images = images
@@ -215,7 +248,7 @@ class ContainersService:
         self._tg: anyio.abc.TaskGroup | None = None
         self._names_lock = anyio.Lock()
         self._execs = ExecManager(runtime, events, lambda ref: self._resolve(ref).rec, self._bundle,
-                                  self._tg_or_fail)  # fmt: skip
+                                  self._tg_or_fail, linked_env=self._linked_env)  # fmt: skip
         self._files = ContainerFiles(images, self._files_lookup, self._files_publish)
         self._health = HealthMonitor(self._execs, self._health_get, self._health_publish, self._health_save,
                                      self._tg_or_fail)  # fmt: skip
@@ -263,11 +296,9 @@ class ContainersService:
                 await self._on_exit(ctr, ctr.gen, 255 if code is None else code, err)
             elif st.status == "exited" and ctr.rec.host_config.get("AutoRemove"):
                 await self._remove(ctr)
-            elif st.status == "exited" and not ctr.stored.manual_stop:
-                pol = restart_policy(ctr.rec.host_config)
-                if pol.name in ("always", "unless-stopped"):
-                    assert self._tg is not None
-                    self._tg.start_soon(self._policy_start, ctr)
+            elif st.status == "exited" and _restart_at_boot(ctr):
+                assert self._tg is not None
+                self._tg.start_soon(self._policy_start, ctr)
 
     async def _policy_start(self, ctr: _Ctr) -> None:
         try:
@@ -326,7 +357,10 @@ class ContainersService:
         cfg = merge_image_config(cfg_in, image_cfg)
         cfg["Image"] = image_ref
         path, args = command_of(cfg)
-        hc = normalize_host_config(req.host_config or {})
+        hc_in = dict(req.host_config or {})
+        await anyio.to_thread.run_sync(check_create, hc_in)  # types, caps, cpusets: moby's 400s
+        hc_in["LogConfig"] = merge_log_config(hc_in.get("LogConfig"), *self._log_defaults)
+        hc = normalize_host_config(hc_in)
         warnings = validate_host_config(hc)
         mode = hc["NetworkMode"]
         if mode.startswith("container:"):
@@ -448,7 +482,11 @@ class ContainersService:
             log.warning("releasing volume %s of %s: %s", name, cid, e)
 
     def _validate_spec(self, rec: ContainerRecord) -> None:
-        spec = runspec.build_spec(rec, "/nonexistent-rootfs", {}, check_command=False)
+        # container:<x> modes join x's namespaces at start, when x must run (as dockerd); at
+        # create x may be stopped, so a stand-in pid lets the rest of the spec be checked.
+        modes = (str(rec.host_config.get(k) or "") for k in ("NetworkMode", "PidMode", "IpcMode", "UTSMode"))
+        joined = {m.split(":", 1)[1]: 1 for m in modes if m.startswith("container:")}
+        spec = runspec.build_spec(rec, "/nonexistent-rootfs", joined, check_command=False)
         build_oci_spec(spec, self._runtime.host, runtime=self._runtime.name)
 
     async def _drop_files(self, cid: str) -> None:
@@ -459,6 +497,7 @@ class ContainersService:
         except errdefs.EngineError as e:
             log.warning("removing snapshot of %s: %s", cid, e)
         await anyio.to_thread.run_sync(lambda: shutil.rmtree(self._bundle(cid), ignore_errors=True))
+        self._log_locks.drop(str(self._bundle(cid) / "ctr.log"))
 
     # ---- get / list ----------------------------------------------------------------------------
 
@@ -586,7 +625,10 @@ class ContainersService:
             await self._acquire_volumes(rec, snap.merged_dir)
             net = await self._attach_network(rec)
             await anyio.to_thread.run_sync(runspec.write_etc_files, rec, "/etc/resolv.conf", net)
-            spec = await anyio.to_thread.run_sync(runspec.build_spec, rec, snap.merged_dir, pid_of)
+            linked = self._linked_env(rec)
+            spec = await anyio.to_thread.run_sync(
+                lambda: runspec.build_spec(rec, snap.merged_dir, pid_of, linked_env=linked)
+            )
             oci = await anyio.to_thread.run_sync(
                 lambda: build_oci_spec(spec, self._runtime.host, runtime=self._runtime.name)
             )
@@ -598,9 +640,12 @@ class ContainersService:
             raise
         cfg = rec.config
         tty, stdin = bool(cfg.get("Tty")), bool(cfg.get("OpenStdin"))
+        logs = settings_of(hc.get("LogConfig"))
+        await prepare_log(rec.log_path, logs, self._log_locks.get(rec.log_path))
         try:
             pid = await self._runtime.create(
                 cid, self._bundle(cid), oci, log_path=rec.log_path, terminal=tty, stdin=stdin,
+                log_size_max=logs.conmon_size_max, log_driver="k8s-file" if logs.readable else "none",
                 leave_stdin_open=stdin and not cfg.get("StdinOnce"),
             )  # fmt: skip
         except errdefs.EngineError as e:
@@ -633,6 +678,25 @@ class ContainersService:
             await self._resize(ctr, int(size[0]), int(size[1]))
         del tg
 
+    def _linked_env(self, rec: ContainerRecord) -> list[str]:
+        """dockerd's legacy link variables, for a container on the default bridge only."""
+        if "bridge" not in (rec.network_settings.get("Networks") or {}):
+            return []
+        env: list[str] = []
+        for spec in rec.host_config.get("Links") or []:
+            name, alias = links.parse_link(spec)
+            try:
+                child = self._resolve(name).rec
+            except errdefs.NotFound:
+                continue
+            ep = (child.network_settings.get("Networks") or {}).get("bridge") or {}
+            if not child.state.running or not ep.get("IPAddress"):
+                continue
+            full = f"{rec.name.rstrip('/')}/{alias}"
+            env += links.link_env(full, ep["IPAddress"], child.config.get("Env") or [],
+                                  child.config.get("ExposedPorts") or {})
+        return env
+
     async def _runtime_failed(self, ctr: _Ctr, e: errdefs.EngineError) -> Any:
         cid = ctr.id
         with anyio.CancelScope(shield=True):
@@ -652,6 +716,13 @@ class ContainersService:
         ctr.watch_scope = scope
         tg.start_soon(self._watcher, ctr, ctr.gen, scope)
         self._health.start(ctr.rec)
+        try:
+            logs = settings_of(ctr.rec.host_config.get("LogConfig"))
+        except errdefs.InvalidArgument:
+            return
+        gen = ctr.gen
+        tg.start_soon(rotate_loop, ctr.rec.log_path, logs, lambda: not ctr.gone and ctr.gen == gen,
+                      self._log_locks.get(ctr.rec.log_path))
 
     async def _watcher(self, ctr: _Ctr, gen: int, scope: anyio.CancelScope) -> None:
         with scope:
@@ -686,7 +757,10 @@ class ContainersService:
             except errdefs.EngineError as e:
                 if not isinstance(e, errdefs.NotFound):
                     log.warning("deleting runtime state of %s: %s", ctr.id, e)
-            await self._publish(ctr, "die", exitCode=str(code))
+            if st.oom_killed:
+                await self._publish(ctr, "oom")
+            ran = int(time.monotonic() - ctr.started_mono) if ctr.started_mono else 0
+            await self._publish(ctr, "die", exitCode=str(code), execDuration=str(ran))
             shot, ctr.exit_shot = ctr.exit_shot, _Shot()
             shot.fire(code)
             if restart:
@@ -861,11 +935,10 @@ class ContainersService:
     # ---- remove / rename / prune ---------------------------------------------------------------
 
     async def remove_container(self, ref: str, force: bool, volumes: bool, link: bool) -> None:
-        ctr = self._resolve(ref)
         if link:
-            raise errdefs.InvalidArgument(
-                f"Conflict, cannot remove the default link name of the container {ref}"
-            )
+            await self._remove_link(ref)
+            return
+        ctr = self._resolve(ref)
         async with ctr.lock:
             st = ctr.rec.state
             if st.running or st.restarting:
@@ -899,6 +972,25 @@ class ContainersService:
             with anyio.move_on_after(KILL_WAIT):
                 await shot.event.wait()
         await self._remove(ctr, volumes)
+
+    async def _remove_link(self, ref: str) -> None:
+        """DELETE ?link=1 of ``parent/alias``: drop the link from the parent (moby's rmLink)."""
+        parent_name, alias = links.split_link_name(ref)
+        if not parent_name:
+            self._resolve(ref)  # No such container first, as dockerd
+            # A plain error in moby's rmLink, hence a 500.
+            raise errdefs.Internal("Conflict, cannot remove the default link name of the container")
+        try:
+            parent = self._resolve(parent_name)
+        except errdefs.NotFound:
+            raise errdefs.NotFound(f"No such container: {ref}") from None
+        async with parent.lock:
+            specs = list(parent.rec.host_config.get("Links") or [])
+            kept = [s for s in specs if links.parse_link(s)[1] != alias]
+            if len(kept) == len(specs):
+                raise errdefs.NotFound(f"No such container: {ref}")
+            parent.rec.host_config["Links"] = kept or None
+            await self._save(parent)
 
     async def _remove(self, ctr: _Ctr, volumes: bool | None = None) -> None:
         """Remove ``ctr``; ``volumes`` (default: AutoRemove) also deletes its anonymous volumes."""
@@ -1009,13 +1101,17 @@ class ContainersService:
 
     async def container_logs(self, ref: str, opts: LogsOptions) -> AsyncIterator[LogEntry]:
         ctr = self._resolve(ref)
-        if (ctr.rec.host_config.get("LogConfig") or {}).get("Type") == "none":
+        try:
+            readable = settings_of(ctr.rec.host_config.get("LogConfig")).readable
+        except errdefs.InvalidArgument:
+            readable = True  # a record from before the checks: its log is there
+        if not readable:
             raise errdefs.InvalidArgument('configured logging driver does not support reading')
 
         def running() -> bool:
             return not ctr.gone and ctr.active()
 
-        async for entry in read_log(ctr.rec.log_path, opts, running):
+        async for entry in read_log(ctr.rec.log_path, opts, running, self._log_locks.get(ctr.rec.log_path)):
             yield entry
 
     async def attach_container(
@@ -1032,7 +1128,7 @@ class ContainersService:
         await self._publish(ctr, "attach")
         if opts.logs:
             async for e in read_log(ctr.rec.log_path, LogsOptions(stdout=opts.stdout, stderr=opts.stderr),
-                                    lambda: False):  # fmt: skip
+                                    lambda: False, self._log_locks.get(ctr.rec.log_path)):  # fmt: skip
                 yield OutputFrame(1 if tty or e.stream == "stdout" else 2, e.data)
         if not opts.stream:
             return
@@ -1040,20 +1136,29 @@ class ContainersService:
         if sock is None:
             return
         detached = anyio.Event()
+        stdin_done = anyio.Event()
         scope = anyio.CancelScope()
+        pumping = finished = False
         try:
             sock.setblocking(False)
             if opts.stdin and stdin is not None and cfg.get("OpenStdin"):
                 close_on_eof = bool(cfg.get("StdinOnce"))
+                pumping = True
 
                 async def pump() -> None:
                     with scope:
                         await pump_stdin(sock, stdin, close_on_eof, keys, detached)
+                        stdin_done.set()
 
                 tg.start_soon(pump)
             while True:
                 packet = await recv_packet(sock)
-                if not packet or detached.is_set():
+                if detached.is_set():
+                    finished = True
+                    await self._publish(ctr, "detach")  # moby: on the detach keys only
+                    return
+                if not packet:
+                    finished = True
                     return
                 kind, payload = packet[0], packet[1:]
                 if not payload:
@@ -1064,6 +1169,11 @@ class ContainersService:
         finally:
             scope.cancel()
             sock.close()
+            if pumping and not finished and not stdin_done.is_set() and ctr.rec.state.running:
+                # Closed by the consumer with stdin still open: a client that goes away ends its
+                # stdin first, so this is the gateway's detach (it matches the keys itself).
+                with anyio.CancelScope(shield=True):
+                    await self._publish(ctr, "detach")
 
     async def _connect_attach(self, ctr: _Ctr) -> Any:
         """A connected attach socket once the container has one; None if it went away."""
@@ -1119,11 +1229,16 @@ class ContainersService:
     async def network_changed(self, cid: str, res: AttachResult | None) -> None:
         """The networks service connected/disconnected ``cid``: refresh its NetworkSettings."""
         ctr = self._ctrs.get(cid)
-        if ctr is None or res is None or not ctr.rec.state.running:
+        if ctr is None or res is None:
             return
         async with ctr.lock:
-            exposed = ctr.rec.config.get("ExposedPorts") or {}
-            ctr.rec.network_settings = net_shapes.network_settings(res, exposed)
+            # The networks it is on show in inspect while not running too (dockerd keeps them).
+            eps = net_shapes.endpoints_config(res)
+            if eps:
+                ctr.rec.networking_config = {**(ctr.rec.networking_config or {}), "EndpointsConfig": eps}
+            if ctr.rec.state.running:
+                exposed = ctr.rec.config.get("ExposedPorts") or {}
+                ctr.rec.network_settings = net_shapes.network_settings(res, exposed)
             await self._save(ctr)
 
     # ---- exec (containers_svc.execs) -----------------------------------------------------------
@@ -1145,7 +1260,10 @@ class ContainersService:
     # ---- top / stats / update / health (containers_svc.top, .stats, .update, .health) ------------
 
     async def top_container(self, ref: str, ps_args: str) -> TopResult:
-        return await top(self._resolve(ref).rec, ps_args)
+        ctr = self._resolve(ref)
+        result = await top(ctr.rec, ps_args)
+        await self._publish(ctr, "top")
+        return result
 
     async def container_stats(self, ref: str, stream: bool, one_shot: bool) -> AsyncIterator[dict[str, Any]]:
         ctr = self._resolve(ref)
@@ -1257,6 +1375,9 @@ class ContainersService:
             image_id = await self._images.commit_image(ctr.id, CommitOptions(
                 container_config=dict(ctr.rec.config), config=req.config, repo=req.repo,
                 tag=req.tag, comment=req.comment, author=req.author, changes=list(req.changes)))
+            ref_name = f"{req.repo}:{req.tag or 'latest'}" if req.repo else ""
+            # moby's order: pause, commit, unpause (deferred)
+            await self._publish(ctr, "commit", comment=req.comment, imageID=image_id, imageRef=ref_name)
         finally:
             if paused_here:
                 with anyio.CancelScope(shield=True):
@@ -1264,6 +1385,4 @@ class ContainersService:
                         await self.unpause_container(ctr.id)
                     except errdefs.EngineError as e:
                         log.warning("unpausing %s after commit: %s", ctr.id[:12], e.message)
-        ref_name = f"{req.repo}:{req.tag or 'latest'}" if req.repo else ""
-        await self._publish(ctr, "commit", comment=req.comment, imageID=image_id, imageRef=ref_name)
         return image_id

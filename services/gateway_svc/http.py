@@ -19,9 +19,12 @@ the socket: ``Content-Length`` decides framing (h11) and nothing else (CVE-2024-
 
 from __future__ import annotations
 
+import array
+import fcntl
 import json
 import logging
 import ssl
+import termios
 import time
 from collections.abc import (
     AsyncGenerator,
@@ -71,6 +74,7 @@ DEFAULT_JSON_LIMIT: Final = 16 << 20
 #: A request body a hijack handler left unread is drained up to this much.
 _HIJACK_DRAIN_LIMIT: Final = 1 << 20
 _RECEIVE_SIZE: Final = 65536
+_HEADER_READ_WAIT: Final = 0.1  # seconds a hijack waits for the client to read its header
 # After answering a request whose body was not read, keep reading (and dropping) for a
 # moment before closing, so the client sees the response rather than a reset.
 _LINGER_SECONDS: Final = 1.0
@@ -429,10 +433,13 @@ class HijackResponse(Response):
         callback: HijackCallback,
         content_type: str = "application/vnd.docker.raw-stream",
         headers: Iterable[tuple[str, str]] | None = None,
+        status_line: str = "",
     ) -> None:
         super().__init__(101, headers)
         self.callback = callback
         self.content_type = content_type
+        # Set: this status line and ``headers`` only (a WebSocket's 101 Switching Protocols).
+        self.status_line = status_line
 
 
 class HijackedStream:
@@ -615,6 +622,30 @@ def _reason(status: int) -> bytes:
         return HTTPStatus(status).phrase.encode()
     except ValueError:
         return b""
+
+
+async def _header_read(stream: anyio.abc.ByteStream) -> None:
+    """Give the client a moment to read the hijack header before the stream's first bytes.
+
+    docker-py parses the header with a buffered reader, then reads the hijacked stream from the
+    raw socket: bytes that arrived together with the header sit in that buffer and are lost.
+    dockerd's slower start hides this; here the header's send queue is polled (SIOCOUTQ: on a
+    unix socket, bytes the peer has not read) for up to ``_HEADER_READ_WAIT``.
+    """
+    try:
+        sock = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+    except anyio.TypedAttributeLookupError:
+        return
+    buf = array.array("i", [0])
+    deadline = time.monotonic() + _HEADER_READ_WAIT
+    while time.monotonic() < deadline:
+        try:
+            fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, buf, True)
+        except OSError:
+            return
+        if buf[0] == 0:
+            return
+        await anyio.sleep(0.001)
 
 
 class HttpServer:
@@ -896,7 +927,9 @@ class HttpServer:
         req._body_done = True
 
     async def _hijack(self, conn: _Connection, req: Request, resp: HijackResponse) -> None:
-        if "upgrade" in req.headers:
+        if resp.status_line:
+            lines = [resp.status_line]
+        elif "upgrade" in req.headers:
             lines = [
                 "HTTP/1.1 101 UPGRADED",
                 f"Content-Type: {resp.content_type}",
@@ -911,6 +944,7 @@ class HttpServer:
         stream = HijackedStream(conn.stream, bytes(buffered), peer_eof=closed or conn.peer_eof)
         try:
             await conn.send_raw(head)
+            await _header_read(conn.stream)
             log.debug("%s %s -> hijacked (%s)", req.method, req.path, resp.content_type)
             await resp.callback(stream)
         except (_ClientGone, errdefs.Canceled) as exc:

@@ -32,14 +32,15 @@ __all__ = [
 
 
 def _ipam_to(i: IPAMConfig) -> pb.IPAM:
-    return pb.IPAM(driver=i.driver, options=i.options, config=[
+    return pb.IPAM(driver=i.driver, options=i.options, options_given=i.options_given, config=[
         pb.IPAMPool(subnet=p.subnet, ip_range=p.ip_range, gateway=p.gateway, aux_addresses=p.aux_addresses)
         for p in i.config])  # fmt: skip
 
 
 def _ipam_from(m: pb.IPAM) -> IPAMConfig:
     return IPAMConfig(driver=m.driver or "default", options=dict(m.options), config=[
-        IPAMPool(p.subnet, p.ip_range, p.gateway, dict(p.aux_addresses)) for p in m.config])  # fmt: skip
+        IPAMPool(p.subnet, p.ip_range, p.gateway, dict(p.aux_addresses)) for p in m.config],
+        options_given=m.options_given)  # fmt: skip
 
 
 def network_to_proto(n: Network) -> pb.Network:
@@ -50,7 +51,7 @@ def network_to_proto(n: Network) -> pb.Network:
         containers={k: pb.EndpointResource(name=e.name, endpoint_id=e.endpoint_id, mac_address=e.mac_address,
                                            ipv4_address=e.ipv4_address, ipv6_address=e.ipv6_address)
                     for k, e in n.containers.items()},
-        node_id=n.node_id, user_subnet=n.user_subnet)  # fmt: skip
+        node_id=n.node_id, user_subnet=n.user_subnet, user_subnet6=n.user_subnet6)  # fmt: skip
 
 
 def network_from_proto(m: pb.Network) -> Network:
@@ -60,7 +61,7 @@ def network_from_proto(m: pb.Network) -> Network:
         config_only=m.config_only, config_from=m.config_from, options=dict(m.options), labels=dict(m.labels),
         containers={k: EndpointResource(e.name, e.endpoint_id, e.mac_address, e.ipv4_address, e.ipv6_address)
                     for k, e in m.containers.items()},
-        node_id=m.node_id, user_subnet=m.user_subnet)  # fmt: skip
+        node_id=m.node_id, user_subnet=m.user_subnet, user_subnet6=m.user_subnet6)  # fmt: skip
 
 
 def create_to_proto(r: NetworkCreate) -> pb.CreateNetworkRequest:
@@ -91,7 +92,9 @@ def create_from_proto(m: pb.CreateNetworkRequest) -> NetworkCreate:
 
 def endpoint_config_to_proto(c: EndpointConfig) -> pb.EndpointSettings:
     return pb.EndpointSettings(
-        ipam_config=pb.EndpointIPAMConfig(ipv4_address=c.ipv4_address, ipv6_address=c.ipv6_address),
+        ipam_config=pb.EndpointIPAMConfig(
+            ipv4_address=c.ipv4_address, ipv6_address=c.ipv6_address, link_local_ips=c.link_local_ips
+        ),
         aliases=c.aliases,
         links=c.links,
         mac_address=c.mac_address,
@@ -107,6 +110,7 @@ def endpoint_config_from_proto(m: pb.EndpointSettings) -> EndpointConfig:
         links=list(m.links),
         mac_address=m.mac_address,
         driver_opts=dict(m.driver_opts),
+        link_local_ips=list(m.ipam_config.link_local_ips),
     )
 
 
@@ -116,6 +120,8 @@ def _settings_to(s: EndpointSettings) -> pb.EndpointSettings:
     msg.ip_address, msg.ip_prefix_len = s.ip_address, s.ip_prefix_len
     msg.mac_address = s.mac_address
     msg.dns_names.extend(s.dns_names)
+    msg.ipv6_gateway, msg.global_ipv6_address = s.ipv6_gateway, s.global_ipv6_address
+    msg.global_ipv6_prefix_len = s.global_ipv6_prefix_len
     return msg
 
 
@@ -130,6 +136,9 @@ def _settings_from(m: pb.EndpointSettings) -> EndpointSettings:
         ip_prefix_len=m.ip_prefix_len,
         mac_address=m.mac_address,
         dns_names=list(m.dns_names),
+        ipv6_gateway=m.ipv6_gateway,
+        global_ipv6_address=m.global_ipv6_address,
+        global_ipv6_prefix_len=m.global_ipv6_prefix_len,
     )
 
 
@@ -189,12 +198,16 @@ def settings_json_to_proto(
         ipam = ep.get("IPAMConfig") or {}
         nets[name] = pb.EndpointSettings(
             ipam_config=pb.EndpointIPAMConfig(ipv4_address=str(ipam.get("IPv4Address") or ""),
-                                              ipv6_address=str(ipam.get("IPv6Address") or "")),
+                                              ipv6_address=str(ipam.get("IPv6Address") or ""),
+                                              link_local_ips=ipam.get("LinkLocalIPs") or []),
             links=ep.get("Links") or [], aliases=ep.get("Aliases") or [],
             network_id=str(ep.get("NetworkID") or ""), endpoint_id=str(ep.get("EndpointID") or ""),
             gateway=str(ep.get("Gateway") or ""), ip_address=str(ep.get("IPAddress") or ""),
             ip_prefix_len=int(ep.get("IPPrefixLen") or 0), mac_address=str(ep.get("MacAddress") or ""),
-            driver_opts=ep.get("DriverOpts") or {}, dns_names=ep.get("DNSNames") or [])  # fmt: skip
+            driver_opts=ep.get("DriverOpts") or {}, dns_names=ep.get("DNSNames") or [],
+            ipv6_gateway=str(ep.get("IPv6Gateway") or ""),
+            global_ipv6_address=str(ep.get("GlobalIPv6Address") or ""),
+            global_ipv6_prefix_len=int(ep.get("GlobalIPv6PrefixLen") or 0))  # fmt: skip
     return ports, nets
 
 

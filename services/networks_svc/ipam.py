@@ -1,4 +1,4 @@
-"""Pure IPv4 address management: default pools, subnet choice, per-network address allocation.
+"""Pure address management: default IPv4 pools, subnet choice, per-network v4/v6 allocation.
 
 Subnets come from ``default-address-pools`` (daemon.json) or Docker's defaults, skipping any
 subnet that overlaps one already in use (other networks) or routed on the host. Within a network
@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Any
 
 import errdefs
@@ -24,6 +24,8 @@ __all__ = [
     "overlaps_any",
     "parse_pools",
     "pick_subnet",
+    "pick_subnet6",
+    "pool_version",
     "validate_pool",
 ]
 
@@ -46,6 +48,9 @@ DEFAULT_POOLS: tuple[AddressPool, ...] = (
     AddressPool(IPv4Network("172.28.0.0/14"), 16),
     AddressPool(IPv4Network("192.168.0.0/16"), 20),
 )
+
+IPNet = IPv4Network | IPv6Network
+IPAddr = IPv4Address | IPv6Address
 
 NO_POOL = ("could not find an available, non-overlapping IPv4 address pool among the defaults "
            "to assign to the network")  # fmt: skip
@@ -73,8 +78,8 @@ def parse_pools(raw: Sequence[Mapping[str, Any]]) -> list[AddressPool]:
     return out
 
 
-def overlaps_any(net: IPv4Network, others: Iterable[IPv4Network]) -> bool:
-    return any(net.overlaps(o) for o in others)
+def overlaps_any(net: IPv4Network | IPv6Network, others: Iterable[IPv4Network | IPv6Network]) -> bool:
+    return any(net.version == o.version and net.overlaps(o) for o in others)
 
 
 def _candidates(pools: Iterable[AddressPool]) -> Iterator[IPv4Network]:
@@ -82,7 +87,7 @@ def _candidates(pools: Iterable[AddressPool]) -> Iterator[IPv4Network]:
         yield from pool.base.subnets(new_prefix=pool.size)
 
 
-def pick_subnet(pools: Sequence[AddressPool], taken: Iterable[IPv4Network]) -> IPv4Network:
+def pick_subnet(pools: Sequence[AddressPool], taken: Iterable[IPNet]) -> IPv4Network:
     """The first pool subnet overlapping nothing in ``taken`` (networks and host routes).
 
     Raises:
@@ -95,27 +100,54 @@ def pick_subnet(pools: Sequence[AddressPool], taken: Iterable[IPv4Network]) -> I
     raise errdefs.InvalidArgument(NO_POOL)
 
 
-def _parse_net(value: str, what: str) -> IPv4Network:
+# --ipv6 without a subnet: a /64 out of the unique-local fd00::/8, as recent dockerd does.
+DEFAULT_POOL6 = AddressPool(IPv6Network("fd00::/8"), 64)  # type: ignore[arg-type]
+
+
+def pick_subnet6(taken: Iterable[IPNet]) -> IPAMPool:
+    """The first free /64 of fd00::/8 as a pool with its gateway (the first address).
+
+    Raises:
+        errdefs.InvalidArgument: never in practice (2^56 candidates).
+    """
+    busy = [t for t in taken if t.version == 6]
+    for cand in DEFAULT_POOL6.base.subnets(new_prefix=DEFAULT_POOL6.size):
+        if not overlaps_any(cand, busy):
+            return IPAMPool(str(cand), "", str(next(cand.hosts())))
+    raise errdefs.InvalidArgument(NO_POOL.replace("IPv4", "IPv6"))
+
+
+def _parse_net(value: str, what: str) -> IPNet:
     try:
-        net = IPv4Network(value, strict=False)
+        net = ipaddress.ip_network(value, strict=False)
     except ValueError:
         raise errdefs.InvalidArgument(f"invalid {what} {value}: invalid CIDR address: {value}") from None
-    if str(net) != value and ipaddress.ip_interface(value).network == net and "/" in value:
+    if "/" in value and ipaddress.ip_interface(value).ip != net.network_address:  # host bits set
         raise errdefs.InvalidArgument(f"invalid {what} {value}: it should be {net}")
     return net
 
 
-def _parse_ip(value: str, what: str) -> IPv4Address:
+def _parse_ip(value: str, what: str, version: int = 4) -> IPAddr:
     try:
-        return IPv4Address(value)
+        return IPv4Address(value) if version == 4 else IPv6Address(value)
     except ValueError:
         raise errdefs.InvalidArgument(
-            f"invalid {what} address {value!r}: it is not an IPv4 address"
+            f"invalid {what} address {value!r}: it is not an IPv{version} address"
         ) from None
 
 
-def validate_pool(pool: IPAMPool, taken: Iterable[IPv4Network]) -> IPAMPool:
-    """Check a user's --subnet/--ip-range/--gateway/--aux-address; fill the gateway in.
+def pool_version(pool: IPAMPool) -> int:
+    """4 or 6: the family of a pool's subnet (4 for an unparsable one, which validation rejects)."""
+    try:
+        return ipaddress.ip_network(pool.subnet, strict=False).version
+    except ValueError:
+        return 4
+
+
+def validate_pool(pool: IPAMPool, taken: Iterable[IPNet]) -> IPAMPool:
+    """Check a user's --subnet/--ip-range/--gateway/--aux-address (v4 or v6); fill the gateway in.
+
+    Only subnets of the same family in ``taken`` can overlap.
 
     Raises:
         errdefs.InvalidArgument: malformed values, a range or address outside the subnet.
@@ -126,18 +158,18 @@ def validate_pool(pool: IPAMPool, taken: Iterable[IPv4Network]) -> IPAMPool:
         raise errdefs.PermissionDenied(OVERLAP)
     if pool.ip_range:
         rng = _parse_net(pool.ip_range, "ip-range")
-        if not rng.subnet_of(subnet):
+        if rng.version != subnet.version or not rng.subnet_of(subnet):  # type: ignore[arg-type]
             raise errdefs.InvalidArgument(
                 f"invalid ip-range {pool.ip_range}: it must be a subnet of {subnet}"
             )
     gw = str(next(subnet.hosts(), subnet.network_address))
     if pool.gateway:
-        addr = _parse_ip(pool.gateway, "gateway")
+        addr = _parse_ip(pool.gateway, "gateway", subnet.version)
         if addr not in subnet:
             raise errdefs.InvalidArgument(f"invalid gateway {pool.gateway}: it is not in subnet {subnet}")
         gw = str(addr)
     for name, value in pool.aux_addresses.items():
-        addr = _parse_ip(value, f"auxiliary ({name})")
+        addr = _parse_ip(value, f"auxiliary ({name})", subnet.version)
         if addr not in subnet:
             raise errdefs.InvalidArgument(
                 f"invalid auxiliary address {name}={value}: it is not in subnet {subnet}"
@@ -153,21 +185,23 @@ class Allocator:
     """
 
     def __init__(self, pool: IPAMPool) -> None:
-        self.subnet = IPv4Network(pool.subnet)
-        self.range = IPv4Network(pool.ip_range) if pool.ip_range else self.subnet
-        self.gateway = IPv4Address(pool.gateway) if pool.gateway else next(self.subnet.hosts())
-        self._reserved = {self.gateway, *(IPv4Address(a) for a in pool.aux_addresses.values())}
-        self._used: set[IPv4Address] = set()
+        self.subnet: IPNet = ipaddress.ip_network(pool.subnet)
+        self.version = self.subnet.version
+        self.range: IPNet = ipaddress.ip_network(pool.ip_range) if pool.ip_range else self.subnet
+        first: IPAddr = next(iter(self.subnet.hosts()))  # type: ignore[assignment]
+        self.gateway: IPAddr = ipaddress.ip_address(pool.gateway) if pool.gateway else first
+        self._reserved = {self.gateway, *(ipaddress.ip_address(a) for a in pool.aux_addresses.values())}
+        self._used: set[IPAddr] = set()
         self._last = int(self.range.network_address)
 
     def mark(self, addr: str) -> None:
         """Record an address already in use (reconcile)."""
-        self._used.add(IPv4Address(addr))
+        self._used.add(ipaddress.ip_address(addr))
 
     def release(self, addr: str) -> None:
-        self._used.discard(IPv4Address(addr))
+        self._used.discard(ipaddress.ip_address(addr))
 
-    def _free(self, ip: IPv4Address) -> bool:
+    def _free(self, ip: IPAddr) -> bool:
         return (
             ip not in self._used
             and ip not in self._reserved
@@ -183,7 +217,7 @@ class Allocator:
             errdefs.Unavailable: the range is exhausted.
         """
         if fixed:
-            ip = _parse_ip(fixed, "IP")
+            ip = _parse_ip(fixed, "IP", self.version)
             if ip not in self.subnet:
                 raise errdefs.InvalidArgument(
                     f"invalid address {fixed}: it does not belong to any of this network's subnets"
@@ -196,11 +230,12 @@ class Allocator:
         span = hi - lo + 1
         start = self._last + 1
         for i in range(span):
-            ip = IPv4Address(lo + (start - lo + i) % span)
-            if self._free(ip):
-                self._used.add(ip)
-                self._last = int(ip)
-                return str(ip)
+            n = lo + (start - lo + i) % span
+            cand: IPAddr = IPv4Address(n) if self.version == 4 else IPv6Address(n)
+            if self._free(cand):
+                self._used.add(cand)
+                self._last = int(cand)
+                return str(cand)
         raise errdefs.Unavailable(
-            f"no available IPv4 addresses on this network's address pools: {self.subnet}"
+            f"no available IPv{self.version} addresses on this network's address pools: {self.subnet}"
         )

@@ -43,7 +43,8 @@ class IPAMConfig:
 
     driver: str = "default"
     options: dict[str, str] = field(default_factory=dict)
-    config: list[IPAMPool] = field(default_factory=list)
+    config: list[IPAMPool] = field(default_factory=list)  # the IPv4 pool first, then any IPv6 one
+    options_given: bool = False  # Options was sent on create: inspect shows {} rather than null
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,7 @@ class Network:
     containers: dict[str, EndpointResource] = field(default_factory=dict)
     node_id: str = ""
     user_subnet: bool = False  # --subnet given: fixed addresses (--ip) allowed
+    user_subnet6: bool = False  # an IPv6 --subnet given: fixed addresses (--ip6) allowed
 
     @property
     def bridge(self) -> str:
@@ -114,6 +116,7 @@ class EndpointConfig:
     links: list[str] = field(default_factory=list)
     mac_address: str = ""
     driver_opts: dict[str, str] = field(default_factory=dict)
+    link_local_ips: list[str] = field(default_factory=list)  # IPAMConfig.LinkLocalIPs
 
 
 @dataclass(slots=True)
@@ -128,6 +131,9 @@ class EndpointSettings:
     ip_prefix_len: int = 0
     mac_address: str = ""
     dns_names: list[str] = field(default_factory=list)
+    ipv6_gateway: str = ""
+    global_ipv6_address: str = ""
+    global_ipv6_prefix_len: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +205,7 @@ class EndpointRecord:
     ip_address: str = ""  # "" while not attached
     mac_address: str = ""
     veth: str = ""  # host-side veth while attached
+    ipv6_address: str = ""  # on networks with an IPv6 pool, while attached
 
 
 @dataclass(slots=True)

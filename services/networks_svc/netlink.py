@@ -35,12 +35,14 @@ __all__ = [
     "netns_is_mounted",
     "remove_netns",
     "routed_subnets",
+    "routed_subnets6",
 ]
 
 _libc = ctypes.CDLL(None, use_errno=True)
 CLONE_NEWNET = 0x40000000
 MS_BIND = 4096
 MNT_DETACH = 2
+IFA_F_NODAD = 0x02
 
 
 class NetnsError(OSError):
@@ -140,8 +142,20 @@ def link_exists(ifname: str) -> bool:
         return _index(ipr, ifname) is not None
 
 
-def ensure_bridge(ifname: str, gateway: str, prefixlen: int, alias: str, *, set_address: bool = True) -> None:
+def ensure_bridge(
+    ifname: str,
+    gateway: str,
+    prefixlen: int,
+    alias: str,
+    *,
+    set_address: bool = True,
+    gateway6: str = "",
+    prefixlen6: int = 0,
+) -> None:
     """Create bridge ``ifname`` (if missing) with ``gateway/prefixlen``, up, marked with ``alias``.
+
+    ``gateway6/prefixlen6`` (IPv6 networks) is added without duplicate address detection so it
+    is usable at once; the bridge takes no router advertisements.
 
     route_localnet is set on it so DNAT of 127.0.0.1 to containers works (dockerd does the same
     on its own bridges when the userland proxy is off).
@@ -165,8 +179,22 @@ def ensure_bridge(ifname: str, gateway: str, prefixlen: int, alias: str, *, set_
                 except NetlinkError as e:
                     if e.code != errno.EEXIST:
                         raise
+        if set_address and gateway6:
+            _sysctl(f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6", "0")
+            _sysctl(f"/proc/sys/net/ipv6/conf/{ifname}/accept_ra", "0")
+            _add_addr(ipr, idx, gateway6, prefixlen6)
         ipr.link("set", index=idx, state="up")
     _sysctl(f"/proc/sys/net/ipv4/conf/{ifname}/route_localnet", "1")
+
+
+def _add_addr(ipr: IPRoute, idx: int, address: str, prefixlen: int) -> None:
+    """Add an address (EEXIST is fine); IPv6 ones skip DAD so they work at once."""
+    flags = IFA_F_NODAD if ":" in address else 0
+    try:
+        ipr.addr("add", index=idx, address=address, prefixlen=prefixlen, flags=flags)
+    except NetlinkError as e:
+        if e.code != errno.EEXIST:
+            raise
 
 
 def delete_link(ifname: str) -> None:
@@ -204,6 +232,10 @@ class VethSpec:
     gateway: str  # "" = no default route (internal networks, secondary endpoints)
     mac: str
     alias: str
+    address6: str = ""  # IPv6 networks: the container's address, prefix and gateway
+    prefixlen6: int = 0
+    gateway6: str = ""
+    link_local: tuple[str, ...] = ()  # IPAMConfig.LinkLocalIPs
 
 
 def attach_veth(netns_path: str, spec: VethSpec) -> None:
@@ -239,9 +271,17 @@ def attach_veth(netns_path: str, spec: VethSpec) -> None:
             assert pidx is not None
             ns.link("set", index=pidx, ifname=spec.ifname, address=spec.mac)
             ns.addr("add", index=pidx, address=spec.address, prefixlen=spec.prefixlen)
+            if spec.address6:
+                _sysctl(f"/proc/sys/net/ipv6/conf/{spec.ifname}/disable_ipv6", "0")
+                _sysctl(f"/proc/sys/net/ipv6/conf/{spec.ifname}/accept_ra", "0")
+                _add_addr(ns, pidx, spec.address6, spec.prefixlen6)
+            for ll in spec.link_local:
+                _add_addr(ns, pidx, ll, 64 if ":" in ll else 16)
             ns.link("set", index=pidx, state="up")
             if spec.gateway:
                 ns.route("add", dst="0.0.0.0/0", gateway=spec.gateway, oif=pidx)
+            if spec.gateway6:
+                ns.route("add", dst="::/0", gateway=spec.gateway6, oif=pidx, family=10)
     except BaseException:
         delete_link(spec.host_ifname)
         raise
@@ -260,4 +300,17 @@ def routed_subnets() -> list[ipaddress.IPv4Network]:
             dst = r.get_attr("RTA_DST")
             if dst and r["dst_len"]:
                 out.append(ipaddress.IPv4Network(f"{dst}/{r['dst_len']}", strict=False))
+    return out
+
+
+def routed_subnets6() -> list[ipaddress.IPv6Network]:
+    """Destinations of the host's IPv6 routes (main table): default, link-local and multicast excluded."""
+    out: list[ipaddress.IPv6Network] = []
+    with IPRoute() as ipr:
+        for r in ipr.get_routes(family=10, table=254):
+            dst = r.get_attr("RTA_DST")
+            if dst and r["dst_len"]:
+                net = ipaddress.IPv6Network(f"{dst}/{r['dst_len']}", strict=False)
+                if not (net.is_link_local or net.is_multicast):
+                    out.append(net)
     return out

@@ -99,6 +99,19 @@ def ruleset(table: str, bridges: Sequence[NftBridge], ports: Sequence[NftPort]) 
             # Different networks never talk to each other (Docker's isolation).
             lines.append(f"    iifname {br} oifname {{ {', '.join(others)} }} drop")
     lines += ["  }", "}"]
+    # IPv6 stays on its bridge: berth neither NATs nor routes it, whatever the host's forwarding.
+    lines += [
+        f"table ip6 {table}",
+        f"delete table ip6 {table}",
+        f"table ip6 {table} {{",
+        "  chain filter_fwd {",
+        "    type filter hook forward priority filter; policy accept;",
+    ]
+    for b in bridges:
+        br = _q(b.ifname)
+        lines.append(f"    iifname {br} oifname != {br} drop")
+        lines.append(f"    oifname {br} iifname != {br} drop")
+    lines += ["  }", "}"]
     return "\n".join(lines) + "\n"
 
 
@@ -115,8 +128,8 @@ async def apply(script: str) -> None:
 
 async def delete(table: str) -> None:
     """Remove ``table`` if it exists."""
-    await anyio.run_process([NFT, "-f", "-"], input=f"table ip {table}\ndelete table ip {table}\n".encode(),
-                            check=False)  # fmt: skip
+    script = "".join(f"table {fam} {table}\ndelete table {fam} {table}\n" for fam in ("ip", "ip6"))
+    await anyio.run_process([NFT, "-f", "-"], input=script.encode(), check=False)
 
 
 async def exists(table: str) -> bool:

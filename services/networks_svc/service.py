@@ -138,6 +138,7 @@ class NetworksService:
         self.dns = dns  # the embedded DNS server; user-defined networks use 127.0.0.11 when set
         self._nets: dict[str, Network] = {}
         self._alloc: dict[str, ipam.Allocator] = {}
+        self._alloc6: dict[str, ipam.Allocator] = {}  # networks with an IPv6 pool
         self._eps: dict[tuple[str, str], EndpointRecord] = {}
         self._sbs: dict[str, SandboxRecord] = {}
         self._held: dict[str, list[ports.Reservation]] = {}  # container id -> reserved host ports
@@ -186,8 +187,7 @@ class NetworksService:
             for n in await self._store.list_networks():
                 self._nets[n.id] = n
             for n in self._nets.values():
-                if n.ipam.config:
-                    self._alloc[n.id] = ipam.Allocator(n.ipam.config[0])
+                self._set_allocators(n)
             await self._builtins()
             for ep in await self._store.list_endpoints():
                 if ep.network_id not in self._nets:
@@ -216,6 +216,8 @@ class NetworksService:
                     if ep.ip_address:
                         self._alloc_of(ep.network_id).mark(ep.ip_address)
                         keep_veths.add(ep.veth)
+                    if ep.ipv6_address and ep.network_id in self._alloc6:
+                        self._alloc6[ep.network_id].mark(ep.ipv6_address)
                 self._held[cid] = []
                 for p in sb.ports:
                     with contextlib.suppress(errdefs.EngineError):
@@ -295,16 +297,23 @@ class NetworksService:
     async def _insert(self, net: Network) -> None:
         await self._store.insert_network(net)
         self._nets[net.id] = net
-        if net.ipam.config:
-            self._alloc[net.id] = ipam.Allocator(net.ipam.config[0])
+        self._set_allocators(net)
+
+    def _set_allocators(self, net: Network) -> None:
+        for pool in net.ipam.config:
+            (self._alloc if ipam.pool_version(pool) == 4 else self._alloc6)[net.id] = ipam.Allocator(pool)
 
     async def _ensure_bridge(self, net: Network) -> None:
         if not net.bridge or not net.ipam.config:
             return
         pool = net.ipam.config[0]
         plen = ipaddress.IPv4Network(pool.subnet).prefixlen
+        a6 = self._alloc6.get(net.id)
+        gw6, plen6 = (str(a6.gateway), a6.subnet.prefixlen) if a6 is not None else ("", 0)
         await anyio.to_thread.run_sync(
-            lambda: netlink.ensure_bridge(net.bridge, pool.gateway, plen, self._cfg.alias)
+            lambda: netlink.ensure_bridge(
+                net.bridge, pool.gateway, plen, self._cfg.alias, gateway6=gw6, prefixlen6=plen6
+            )
         )
 
     async def _apply_nft(self) -> None:
@@ -345,8 +354,8 @@ class NetworksService:
 
     # ---- lookups -------------------------------------------------------------------------------
 
-    def _subnets(self) -> list[ipaddress.IPv4Network]:
-        return [ipaddress.IPv4Network(p.subnet) for n in self._nets.values() for p in n.ipam.config]
+    def _subnets(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [ipaddress.ip_network(p.subnet) for n in self._nets.values() for p in n.ipam.config]
 
     def _alloc_of(self, net_id: str) -> ipam.Allocator:
         a = self._alloc.get(net_id)
@@ -390,8 +399,10 @@ class NetworksService:
         for ep in self._eps.values():
             if ep.network_id == net.id and ep.ip_address:
                 plen = ipaddress.IPv4Network(net.ipam.config[0].subnet).prefixlen if net.ipam.config else 0
+                a6 = self._alloc6.get(net.id)
+                v6 = f"{ep.ipv6_address}/{a6.subnet.prefixlen}" if a6 and ep.ipv6_address else ""
                 ctrs[ep.container_id] = EndpointResource(
-                    ep.container_name, ep.endpoint_id, ep.mac_address, f"{ep.ip_address}/{plen}"
+                    ep.container_name, ep.endpoint_id, ep.mac_address, f"{ep.ip_address}/{plen}", v6
                 )
         for sb in self._sbs.values():  # host / none members have an endpoint without an address
             if sb.attached and net.driver in ("host", "null") and sb.request.network_mode == net.name:
@@ -406,6 +417,21 @@ class NetworksService:
             names = {ep.container_name.lower(), ep.container_id[:12], *(a.lower() for a in ep.config.aliases)}
             if name in names:
                 out.append(ep.ip_address)
+                if ep.ipv6_address:
+                    out.append(ep.ipv6_address)
+        return out
+
+    def _link_lookup(self, scope: str, nets: set[str], name: str) -> list[str]:
+        """--link on a user-defined network: an alias only the linking container resolves."""
+        out: list[str] = []
+        for (nid, cid), ep in self._eps.items():
+            if cid != scope or nid not in nets:
+                continue
+            for link in ep.config.links:
+                target, _, alias = link.partition(":")
+                alias = alias.rsplit("/", 1)[-1] if alias else target.strip("/")
+                if alias.lower() == name:
+                    out += self._lookup({nid}, target.strip("/").lower())
         return out
 
     # ---- networks ------------------------------------------------------------------------------
@@ -414,10 +440,8 @@ class NetworksService:
         name = req.name
         if not name:
             raise errdefs.InvalidArgument("network name must not be empty")
-        if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", name):
-            raise errdefs.InvalidArgument(
-                f'invalid name "{name}": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed'
-            )
+        if not name.strip():  # libnetwork's only rule (config.IsValidName): "test 01" is fine
+            raise errdefs.InvalidArgument(f"invalid name: {name!r}")
         driver = req.driver or "bridge"
         if name in BUILTIN_NETWORKS:
             raise errdefs.PermissionDenied(f"{name} is a pre-defined network and cannot be created")
@@ -427,18 +451,26 @@ class NetworksService:
             raise errdefs.NotFound(f'plugin "{driver}" not found')
         if req.ipam.driver not in ("", "default"):
             raise errdefs.NotFound(f'plugin "{req.ipam.driver}" not found')
-        if len(req.ipam.config) > 1:
-            raise errdefs.InvalidArgument("berth supports one IPv4 subnet per network")
+        v4 = [p for p in req.ipam.config if ipam.pool_version(p) == 4]
+        v6 = [p for p in req.ipam.config if ipam.pool_version(p) == 6]
+        if len(v4) > 1 or len(v6) > 1:
+            raise errdefs.InvalidArgument("berth supports one IPv4 and one IPv6 subnet per network")
         async with self._lock:
             if any(n.name == name for n in self._nets.values()):
                 raise errdefs.AlreadyExists(f"network with name {name} already exists")
             taken = self._subnets()
-            if req.ipam.config:
-                pool = ipam.validate_pool(req.ipam.config[0], taken)
+            if v4:
+                pool = ipam.validate_pool(v4[0], taken)
             else:
                 routed = await anyio.to_thread.run_sync(netlink.routed_subnets)
                 subnet = ipam.pick_subnet(self._cfg.address_pools, [*taken, *routed])
                 pool = IPAMPool(str(subnet), "", str(next(subnet.hosts())))
+            pools = [pool]
+            if v6:
+                pools.append(ipam.validate_pool(v6[0], taken))
+            elif req.enable_ipv6:  # skip /64s routed on the host (other daemons' bridges)
+                routed6 = await anyio.to_thread.run_sync(netlink.routed_subnets6)
+                pools.append(ipam.pick_subnet6([*taken, *routed6]))
             nid = secrets.token_hex(32)
             while nid in self._nets or nid[:12].isdigit():
                 nid = secrets.token_hex(32)
@@ -453,9 +485,11 @@ class NetworksService:
                     raise errdefs.Conflict(f"interface {bridge} already exists")
             net = Network(
                 id=nid, name=name, created=now_rfc3339(), driver=driver, scope="local",
-                enable_ipv6=False, internal=req.internal, attachable=req.attachable, ingress=req.ingress,
-                ipam=IPAMConfig("default", dict(req.ipam.options), [pool]), options=options,
-                labels=dict(req.labels), node_id=self._node, user_subnet=bool(req.ipam.config))  # fmt: skip
+                enable_ipv6=req.enable_ipv6, internal=req.internal, attachable=req.attachable,
+                ingress=req.ingress, ipam=IPAMConfig("default", dict(req.ipam.options), pools,
+                                                     req.ipam.options_given), options=options,
+                labels=dict(req.labels), node_id=self._node, user_subnet=bool(v4),
+                user_subnet6=bool(v6))  # fmt: skip
             # The bridge name lives in the options (kept out of inspect's view when defaulted).
             stored = replace(net, options={**options, BRIDGE_NAME_OPTION: bridge})
             await self._insert(stored)
@@ -467,12 +501,12 @@ class NetworksService:
                     await self._drop_network(stored)
                 raise
         await self._publish("create", stored)
-        warning = "" if not req.enable_ipv6 else "IPv6 is not supported by berth: the network is IPv4 only"
-        return nid, warning
+        return nid, ""
 
     async def _drop_network(self, net: Network) -> None:
         self._nets.pop(net.id, None)
         self._alloc.pop(net.id, None)
+        self._alloc6.pop(net.id, None)
         for key in [k for k in self._eps if k[0] == net.id]:
             del self._eps[key]
         await self._store.delete_network(net.id)
@@ -594,6 +628,16 @@ class NetworksService:
                     "user specified IP address is supported only when connecting to networks with user "
                     "configured subnets"
                 )
+        if cfg.ipv6_address:
+            if net.name == "bridge":
+                raise errdefs.InvalidArgument(
+                    "user specified IP address is supported on user defined networks only"
+                )
+            if net.id not in self._alloc6 or not net.user_subnet6:
+                raise errdefs.InvalidArgument(
+                    "user specified IP address is supported only when connecting to networks with user "
+                    "configured subnets"
+                )
         if cfg.aliases and net.name == "bridge":
             raise errdefs.InvalidArgument(
                 "network-scoped alias is supported only for containers in user defined networks"
@@ -673,14 +717,21 @@ class NetworksService:
         if not net.bridge or not net.ipam.config:
             return
         alloc = self._alloc_of(net.id)
+        alloc6 = self._alloc6.get(net.id)
         ip = alloc.allocate(ep.config.ipv4_address)
+        ip6 = ""
         try:
+            if alloc6 is not None:
+                ip6 = alloc6.allocate(ep.config.ipv6_address)
             mac = ep.config.mac_address or _mac_for(ip)
             veth = "veth" + secrets.token_hex(4)[:7]
             gateway = "" if (net.internal or not first) else str(alloc.gateway)
+            gateway6 = "" if (net.internal or not first or alloc6 is None) else str(alloc6.gateway)
             spec = netlink.VethSpec(
                 host_ifname=veth, bridge=net.bridge, ifname=f"eth{index}", address=ip, mac=mac,
-                prefixlen=alloc.subnet.prefixlen, gateway=gateway, alias=self._cfg.alias)  # fmt: skip
+                prefixlen=alloc.subnet.prefixlen, gateway=gateway, alias=self._cfg.alias,
+                address6=ip6, prefixlen6=alloc6.subnet.prefixlen if alloc6 else 0, gateway6=gateway6,
+                link_local=tuple(ep.config.link_local_ips))  # fmt: skip
             try:
                 await anyio.to_thread.run_sync(netlink.attach_veth, sb.netns_path, spec)
             except netlink.NetnsError as e:
@@ -690,8 +741,10 @@ class NetworksService:
                 await anyio.to_thread.run_sync(netlink.attach_veth, sb.netns_path, spec)
         except BaseException:
             alloc.release(ip)
+            if ip6 and alloc6 is not None:
+                alloc6.release(ip6)
             raise
-        ep.ip_address, ep.mac_address, ep.veth = ip, mac, veth
+        ep.ip_address, ep.mac_address, ep.veth, ep.ipv6_address = ip, mac, veth, ip6
 
     def _publish_ports(self, sb: SandboxRecord) -> list[PortMapping]:
         req = sb.request
@@ -734,7 +787,9 @@ class NetworksService:
         for ep in sorted(self._container_eps(cid), key=lambda e: self._order(sb, e)):
             net = self._nets[ep.network_id]
             alloc = self._alloc.get(net.id)
+            alloc6 = self._alloc6.get(net.id)
             attached = bool(ep.ip_address)
+            v6 = attached and alloc6 is not None and bool(ep.ipv6_address)
             names = (
                 [ep.container_name, *ep.config.aliases, cid[:12]] if net.name not in BUILTIN_NETWORKS else []
             )
@@ -743,7 +798,10 @@ class NetworksService:
                 network_id=net.id, endpoint_id=ep.endpoint_id if attached else "", config=ep.config,
                 gateway=str(alloc.gateway) if alloc and attached and not net.internal else "",
                 ip_address=ep.ip_address, ip_prefix_len=alloc.subnet.prefixlen if alloc and attached else 0,
-                mac_address=ep.mac_address, dns_names=names)  # fmt: skip
+                mac_address=ep.mac_address, dns_names=names,
+                ipv6_gateway=str(alloc6.gateway) if alloc6 and v6 and not net.internal else "",
+                global_ipv6_address=ep.ipv6_address if v6 else "",
+                global_ipv6_prefix_len=alloc6.subnet.prefixlen if alloc6 and v6 else 0)  # fmt: skip
         mode = sb.request.network_mode or "bridge"
         if mode in ("host", "none"):
             net = self._find(mode)
@@ -758,18 +816,26 @@ class NetworksService:
             exposed=list(sb.request.exposed_ports))  # fmt: skip
 
     def _link_hosts(self, sb: SandboxRecord) -> list[str]:
+        """/etc/hosts lines for --link, on the default bridge only (as dockerd).
+
+        On user-defined networks a link is a DNS alias (`_link_lookup`); an /etc/hosts line there
+        could name the target's address on a network this container is not on.
+        """
         out: list[str] = []
         for a in sb.request.networks:
-            for link in a.config.links:
-                out += self._link_line(link)
+            with contextlib.suppress(errdefs.NotFound):
+                net = self._find(a.network)
+                if net.name == "bridge":
+                    out += [line for link in a.config.links for line in self._link_line(link, net.id)]
         return out
 
-    def _link_line(self, link: str) -> list[str]:
+    def _link_line(self, link: str, network_id: str) -> list[str]:
         name, _, alias = link.partition(":")
         name = name.strip("/")
         alias = alias.rsplit("/", 1)[-1] if alias else name
         for ep in self._eps.values():
-            if (ep.container_name == name or ep.container_id.startswith(name)) and ep.ip_address:
+            if (ep.network_id == network_id and ep.ip_address
+                    and (ep.container_name == name or ep.container_id.startswith(name))):
                 return [f"{ep.ip_address}\t{alias} {ep.container_id[:12]} {ep.container_name}"]
         return []
 
@@ -797,14 +863,15 @@ class NetworksService:
 
     def lookup(self, scope: str, name: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address] | None:
         """Addresses of running containers answering to ``name`` on ``scope``'s user networks."""
-        hits = self._lookup(self._dns_nets(scope), name.lower())
-        out: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [ipaddress.IPv4Address(h) for h in hits]
+        nets = self._dns_nets(scope)
+        hits = self._lookup(nets, name.lower()) or self._link_lookup(scope, nets, name.lower())
+        out: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [ipaddress.ip_address(h) for h in hits]
         return out or None
 
     def reverse(self, scope: str, addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
         nets = self._dns_nets(scope)
         for ep in self._eps.values():
-            if ep.network_id in nets and ep.ip_address == str(addr):
+            if ep.network_id in nets and str(addr) in (ep.ip_address, ep.ipv6_address):
                 return ep.container_name
         return None
 
@@ -832,7 +899,9 @@ class NetworksService:
                 await anyio.to_thread.run_sync(netlink.delete_link, ep.veth)
             if ep.ip_address and ep.network_id in self._alloc:
                 self._alloc[ep.network_id].release(ep.ip_address)
-            ep.ip_address, ep.veth = "", ""
+            if ep.ipv6_address and ep.network_id in self._alloc6:
+                self._alloc6[ep.network_id].release(ep.ipv6_address)
+            ep.ip_address, ep.veth, ep.ipv6_address = "", "", ""
             if not ep.config.mac_address:
                 ep.mac_address = ""
         if own_netns:
@@ -898,7 +967,8 @@ class NetworksService:
                 sb.request.networks.append(NetworkAttachment(net.name, config))
                 await self._store.put_sandbox(sb)
                 await self._dns_add(sb)
-            result = self._result(sb) if sb is not None and sb.attached else None
+            # Not attached: the endpoints it will join (the containers service shows them).
+            result = self._result(sb) if sb is not None else None
         await self._publish("connect", net, container=container_id)
         await self._notify(container_id, result)
 
@@ -906,9 +976,7 @@ class NetworksService:
         async with self._lock:
             net = self._find(network)
             ep = self._eps.get((net.id, container_id))
-            if ep is None:
-                if force:
-                    return
+            if ep is None:  # dockerd refuses this with or without force
                 raise errdefs.Conflict(f"container {container_id} is not connected to network {net.name}")
             if net.driver in ("host",):
                 raise errdefs.InvalidArgument(
@@ -918,13 +986,15 @@ class NetworksService:
                 await anyio.to_thread.run_sync(netlink.delete_link, ep.veth)
             if ep.ip_address and net.id in self._alloc:
                 self._alloc[net.id].release(ep.ip_address)
+            if ep.ipv6_address and net.id in self._alloc6:
+                self._alloc6[net.id].release(ep.ipv6_address)
             del self._eps[(net.id, container_id)]
             await self._store.delete_endpoint(net.id, container_id)
             sb = self._sbs.get(container_id)
             if sb is not None:
                 sb.request.networks = [a for a in sb.request.networks if a.network not in (net.name, net.id)]
                 await self._store.put_sandbox(sb)
-            result = self._result(sb) if sb is not None and sb.attached else None
+            result = self._result(sb) if sb is not None else None
         await self._publish("disconnect", net, container=container_id)
         await self._notify(container_id, result)
 

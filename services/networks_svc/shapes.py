@@ -14,22 +14,45 @@ from networks_svc.model import (
     PortBinding,
 )
 
-__all__ = ["attach_request", "endpoint_json", "etc_hosts_entries", "host_gateway", "network_settings"]
+__all__ = [
+    "attach_request",
+    "endpoint_json",
+    "endpoints_config",
+    "etc_hosts_entries",
+    "host_gateway",
+    "network_settings",
+]
 
 
 def endpoint_json(ep: EndpointSettings) -> dict[str, Any]:
     """One NetworkSettings.Networks entry (swagger EndpointSettings)."""
     c = ep.config
-    ipam = None
-    if c.ipv4_address or c.ipv6_address:
+    ipam: dict[str, Any] | None = None
+    if c.ipv4_address or c.ipv6_address or c.link_local_ips:
         ipam = {"IPv4Address": c.ipv4_address, "IPv6Address": c.ipv6_address}
+        if c.link_local_ips:
+            ipam["LinkLocalIPs"] = list(c.link_local_ips)
     return {
         "IPAMConfig": ipam, "Links": list(c.links) or None, "Aliases": list(c.aliases) or None,
         "MacAddress": ep.mac_address, "DriverOpts": dict(c.driver_opts) or None, "GwPriority": 0,
         "NetworkID": ep.network_id, "EndpointID": ep.endpoint_id, "Gateway": ep.gateway,
-        "IPAddress": ep.ip_address, "IPPrefixLen": ep.ip_prefix_len, "IPv6Gateway": "",
-        "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DNSNames": list(ep.dns_names) or None,
+        "IPAddress": ep.ip_address, "IPPrefixLen": ep.ip_prefix_len, "IPv6Gateway": ep.ipv6_gateway,
+        "GlobalIPv6Address": ep.global_ipv6_address, "GlobalIPv6PrefixLen": ep.global_ipv6_prefix_len,
+        "DNSNames": list(ep.dns_names) or None,
     }  # fmt: skip
+
+
+def endpoints_config(res: AttachResult) -> dict[str, Any]:
+    """NetworkingConfig.EndpointsConfig of a container not running (after connect/disconnect)."""
+    out: dict[str, Any] = {}
+    for name, ep in res.endpoints.items():
+        if name in ("host", "none"):
+            continue
+        full = endpoint_json(ep)
+        out[name] = {k: full[k] for k in ("IPAMConfig", "Links", "Aliases", "MacAddress", "DriverOpts")}
+        out[name]["MacAddress"] = ep.config.mac_address or ep.mac_address
+        out[name]["NetworkID"] = ep.network_id
+    return out
 
 
 def network_settings(res: AttachResult, exposed: Iterable[str]) -> dict[str, Any]:
@@ -52,7 +75,16 @@ def network_settings(res: AttachResult, exposed: Iterable[str]) -> dict[str, Any
     }  # fmt: skip
     bridge = nets.get("bridge")
     if bridge:  # the legacy top-level fields mirror the default bridge endpoint
-        for key in ("EndpointID", "Gateway", "IPAddress", "IPPrefixLen", "MacAddress"):
+        for key in (
+            "EndpointID",
+            "Gateway",
+            "IPAddress",
+            "IPPrefixLen",
+            "MacAddress",
+            "IPv6Gateway",
+            "GlobalIPv6Address",
+            "GlobalIPv6PrefixLen",
+        ):
             out[key] = bridge[key]
     return out
 
@@ -84,6 +116,7 @@ def attach_request(
             links=list(ep.get("Links") or []),
             mac_address=str(ep.get("MacAddress") or ""),
             driver_opts=dict(ep.get("DriverOpts") or {}),
+            link_local_ips=[str(x) for x in ipam.get("LinkLocalIPs") or []],
         )
         net = mode if key in ("default", mode) else key
         if net == mode:

@@ -93,7 +93,8 @@ def _network_from(row: NetworkRow) -> Network:
     d.pop("containers", None)
     return Network(**{**d, "ipam": IPAMConfig(
         driver=ipam.get("driver", "default"), options=ipam.get("options", {}),
-        config=[IPAMPool(**p) for p in ipam.get("config", [])])})  # fmt: skip
+        config=[IPAMPool(**p) for p in ipam.get("config", [])],
+        options_given=bool(ipam.get("options_given")))})  # fmt: skip
 
 
 def request_to_json(r: AttachRequest) -> str:
@@ -150,7 +151,7 @@ class SqlNetworkStore:
                     network_id=r.network_id, container_id=r.container_id, container_name=r.container_name,
                     endpoint_id=r.endpoint_id, config=EndpointConfig(**json.loads(r.config_json)),
                     ip_address=st.get("ip_address", ""), mac_address=st.get("mac_address", ""),
-                    veth=st.get("veth", "")))  # fmt: skip
+                    veth=st.get("veth", ""), ipv6_address=st.get("ipv6_address", "")))  # fmt: skip
             return out
 
     async def put_endpoint(self, ep: EndpointRecord) -> None:
@@ -158,7 +159,8 @@ class SqlNetworkStore:
             await self._put_endpoint(s, ep)
 
     async def _put_endpoint(self, s: AsyncSession, ep: EndpointRecord) -> None:
-        state = json.dumps({"ip_address": ep.ip_address, "mac_address": ep.mac_address, "veth": ep.veth})
+        state = json.dumps({"ip_address": ep.ip_address, "mac_address": ep.mac_address, "veth": ep.veth,
+                            "ipv6_address": ep.ipv6_address})  # fmt: skip
         row = await s.get(EndpointRow, (self._node, ep.network_id, ep.container_id))
         if row is None:
             row = EndpointRow(node_id=self._node, network_id=ep.network_id, container_id=ep.container_id)

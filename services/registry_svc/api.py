@@ -12,8 +12,8 @@ from typing import Protocol
 import errdefs
 from images_svc.api import ProgressEvent
 
-__all__ = ["AuthConfig", "LoginResult", "Platform", "PullOptions", "PushOptions", "RegistryAPI",
-           "decode_registry_auth"]
+__all__ = ["AuthConfig", "DistributionInfo", "LoginResult", "Platform", "PullOptions", "PushOptions",
+           "RegistryAPI", "decode_registry_auth"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +61,16 @@ class PushOptions:
 
 
 @dataclass(frozen=True, slots=True)
+class DistributionInfo:
+    """GET /distribution/{name}/json: what a reference names on its registry, and its platforms."""
+
+    media_type: str
+    digest: str
+    size: int
+    platforms: tuple[Platform, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class LoginResult:
     """What docker login prints and may store."""
 
@@ -88,6 +98,10 @@ class RegistryAPI(Protocol):
 
     async def login(self, auth: AuthConfig) -> LoginResult:
         """Check credentials against the registry in auth.server_address."""
+        ...
+
+    async def inspect_distribution(self, ref: str, auth: AuthConfig) -> DistributionInfo:
+        """The descriptor ``ref`` names on its registry and the platforms it offers (no pull)."""
         ...
 
 

@@ -13,7 +13,7 @@ from grpckit.errors import translate_errors
 from images_svc import convert as images_convert
 from images_svc.api import ProgressEvent
 from registry_svc import convert
-from registry_svc.api import AuthConfig, LoginResult, PullOptions, PushOptions
+from registry_svc.api import AuthConfig, DistributionInfo, LoginResult, PullOptions, PushOptions
 
 __all__ = ["RegistryClient"]
 
@@ -38,3 +38,9 @@ class RegistryClient:
     async def login(self, auth: AuthConfig) -> LoginResult:
         resp = await self._stub.Login(pb.LoginRequest(auth=convert.auth_to_proto(auth)))
         return convert.login_from_proto(resp)
+
+    @translate_errors
+    async def inspect_distribution(self, ref: str, auth: AuthConfig) -> DistributionInfo:
+        resp = await self._stub.InspectDistribution(
+            pb.InspectDistributionRequest(ref=ref, auth=convert.auth_to_proto(auth)))
+        return convert.distribution_from_proto(resp)

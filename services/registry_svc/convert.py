@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from berthapi.registry.v1 import registry_pb2 as pb
 from berthapi.types.v1 import types_pb2 as tpb
-from registry_svc.api import AuthConfig, LoginResult, Platform, PullOptions, PushOptions
+from registry_svc.api import AuthConfig, DistributionInfo, LoginResult, Platform, PullOptions, PushOptions
 
 __all__ = [
-    "auth_from_proto", "auth_to_proto", "login_from_proto", "login_to_proto", "pull_from_proto",
-    "pull_to_proto", "push_from_proto", "push_to_proto",
+    "auth_from_proto", "auth_to_proto", "distribution_from_proto", "distribution_to_proto",
+    "login_from_proto", "login_to_proto", "pull_from_proto", "pull_to_proto", "push_from_proto",
+    "push_to_proto",
 ]
 
 
@@ -49,3 +50,17 @@ def login_to_proto(r: LoginResult) -> pb.LoginResponse:
 
 def login_from_proto(m: pb.LoginResponse) -> LoginResult:
     return LoginResult(status=m.status, identity_token=m.identity_token)
+
+
+def distribution_to_proto(d: DistributionInfo) -> pb.InspectDistributionResponse:
+    return pb.InspectDistributionResponse(
+        descriptor=tpb.Descriptor(media_type=d.media_type, digest=d.digest, size=d.size),
+        platforms=[tpb.Platform(os=p.os, architecture=p.architecture, variant=p.variant)
+                   for p in d.platforms],
+    )
+
+
+def distribution_from_proto(m: pb.InspectDistributionResponse) -> DistributionInfo:
+    d = m.descriptor
+    return DistributionInfo(d.media_type, d.digest, d.size,
+                            tuple(Platform(p.os, p.architecture, p.variant) for p in m.platforms))

@@ -22,7 +22,7 @@ from images_svc.content import BlobWriter, ContentStore, DigestMismatch
 from images_svc.layers import LayerStore, chain_ids
 from images_svc.model import ImageRecord
 from images_svc.pulled import Blob, PulledImage
-from registry_svc.api import Platform, PullOptions
+from registry_svc.api import AuthConfig, DistributionInfo, Platform, PullOptions
 from registry_svc.manifests import ACCEPT, MAX_MANIFEST, Index, Manifest, parse_document, pick_platform
 from registry_svc.session import Session, TokenCache, error_codes, raise_for_status
 from registry_svc.transport import TransportConfig
@@ -46,6 +46,11 @@ class ImagesForRegistry(Protocol):
     async def list_images(self, filters: dict[str, list[str]], all: bool) -> list[ImageRecord]: ...
 
     def register_pulled_image(self, img: PulledImage) -> AsyncIterator[ProgressEvent]: ...
+
+
+def _access_denied(ref: Reference) -> str:
+    return (f"pull access denied for {ref.familiar_name()}, repository does not exist or may "
+            "require 'docker login': denied: requested access to the resource is denied")
 
 
 def _short(digest: str) -> str:
@@ -116,6 +121,27 @@ class Puller:
             else:
                 yield ProgressEvent(status=f"Status: Image is up to date for {shown}")
 
+    async def distribution(self, ref_text: str, auth: AuthConfig) -> DistributionInfo:
+        """GET /distribution/{name}/json: resolve the reference, read platforms, pull nothing."""
+        ref = parse_reference(ref_text.strip()).with_default_tag()
+        async with Session(self._transport, self._tokens, ref.domain, ref.path, auth) as sess:
+            raw, ctype, digest = await self._get_doc(sess, ref, ref.digest or ref.tag)
+            doc = parse_document(raw, ctype)
+            if isinstance(doc, Index):
+                plats = tuple(e.platform for e in doc.manifests)
+            else:
+                # A single manifest: the platform is in its config, as dockerd reads it.
+                await self._fetch_small(sess, doc.config, MAX_CONFIG)
+                store = self._store_of(doc.config.digest)
+                raw_cfg = await store.read_bytes(doc.config.digest, limit=MAX_CONFIG)
+                try:
+                    cfg = json.loads(raw_cfg)
+                    plats = (Platform(str(cfg.get("os") or ""), str(cfg.get("architecture") or ""),
+                                      str(cfg.get("variant") or "")),)  # fmt: skip
+                except (ValueError, AttributeError) as e:
+                    raise errdefs.InvalidArgument(f"invalid image config {doc.config.digest}: {e}") from None
+        return DistributionInfo(doc.media_type or ctype, digest, len(raw), plats)
+
     async def _list_tags(self, sess: Session, ref: Reference) -> list[str]:
         resp = await sess.request("GET", sess.url("tags/list"), ok=(),
                                   what=f"listing tags of {ref.familiar_name()}")
@@ -133,11 +159,19 @@ class Puller:
             shown = ref.familiar_name() + (f":{ref.tag}" if ref.tag else f"@{ref.digest}")
             raise errdefs.NotFound(f"manifest for {shown} not found: manifest unknown: manifest unknown")
         if resp.status_code in (401, 403) or (resp.status_code == 404 and "NAME_UNKNOWN" in codes):
-            raise errdefs.NotFound(
-                f"pull access denied for {ref.familiar_name()}, repository does not exist or may "
-                "require 'docker login': denied: requested access to the resource is denied"
-            )
+            raise errdefs.NotFound(_access_denied(ref))
         raise_for_status(resp, f"fetching {ref.familiar_string()}")
+
+    async def _mirror_lacks_repo(self, sess: Session, ref: Reference) -> bool:
+        """On a docker.io mirror: is the whole repository unknown there (not just the tag)?"""
+        if sess.endpoint is None or not sess.endpoint.mirror:
+            return False
+        try:
+            resp = await sess.request("GET", sess.url("tags/list"), ok=(),
+                                      what=f"listing tags of {ref.familiar_name()}")
+        except errdefs.EngineError:
+            return False
+        return resp.status_code == 404
 
     async def _get_doc(self, sess: Session, ref: Reference, name: str) -> tuple[bytes, str, str]:
         """GET a manifest or index; returns (bytes, content type, digest), bounded and verified."""
@@ -146,6 +180,10 @@ class Puller:
             async with sess.stream(url, {"Accept": ACCEPT}) as resp:
                 if resp.status_code != 200:
                     await resp.aread()
+                    if resp.status_code == 404 and await self._mirror_lacks_repo(sess, ref):
+                        # dockerd falls back from a mirror to the hub, which says this for a
+                        # repository it does not have (or may not show).
+                        raise errdefs.NotFound(_access_denied(ref))
                     self._denied(resp, ref)
                 declared = resp.headers.get("content-length")
                 if declared is not None and declared.isdigit() and int(declared) > MAX_MANIFEST:

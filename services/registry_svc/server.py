@@ -35,5 +35,11 @@ class RegistryServicer(pbg.RegistryServicer):
     async def Login(self, req: pb.LoginRequest, ctx: Any) -> pb.LoginResponse:
         return convert.login_to_proto(await self._api.login(convert.auth_from_proto(req.auth)))
 
+    async def InspectDistribution(
+        self, req: pb.InspectDistributionRequest, ctx: Any
+    ) -> pb.InspectDistributionResponse:
+        info = await self._api.inspect_distribution(req.ref, convert.auth_from_proto(req.auth))
+        return convert.distribution_to_proto(info)
+
     async def SearchImages(self, req: pb.SearchImagesRequest, ctx: Any) -> pb.SearchImagesResponse:
         raise errdefs.NotImplemented_("search is not supported by this registry service")

@@ -17,7 +17,7 @@ from dockerapi.reference import DEFAULT_DOMAIN, parse_reference
 from images_svc.api import ProgressEvent
 from images_svc.content import ContentStore
 from images_svc.layers import LayerStore
-from registry_svc.api import AuthConfig, LoginResult, PullOptions, PushOptions
+from registry_svc.api import AuthConfig, DistributionInfo, LoginResult, PullOptions, PushOptions
 from registry_svc.pull import ImagesForRegistry, Puller
 from registry_svc.push import Pusher
 from registry_svc.session import Session, TokenCache
@@ -70,6 +70,9 @@ class RegistryService:
 
     def push_image(self, opts: PushOptions) -> AsyncIterator[ProgressEvent]:
         return self.pusher.push(replace(opts, auth=_for_host(opts.auth, opts.ref)))
+
+    async def inspect_distribution(self, ref: str, auth: AuthConfig) -> DistributionInfo:
+        return await self.puller.distribution(ref, _for_host(auth, ref))
 
     async def login(self, auth: AuthConfig) -> LoginResult:
         host = normalize_server_address(auth.server_address or DEFAULT_DOMAIN)

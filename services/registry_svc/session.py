@@ -159,7 +159,7 @@ class Session:
             errdefs.Unavailable: no endpoint answered.
         """
         endpoints = await anyio.to_thread.run_sync(self._transport.endpoints, self.host)
-        last = ""
+        last = "docker.io is switched off (BERTH_REGISTRY_HUB=0) and no registry mirror is set"
         for ep in endpoints:
             client = self._new_client(ep)
             try:

@@ -210,6 +210,10 @@ def run_suite(root: Path, host: str, api_version: str | None, junit: Path, timeo
     env["DOCKER_HOST"] = host
     # Contexts and logins of one pass must not leak into the next.
     env["DOCKER_CONFIG"] = str(junit.with_suffix(".docker-config"))
+    # docker-py keeps contexts next to the config file it finds, falling back to ~/.docker or
+    # the cwd when DOCKER_CONFIG has none: an empty one keeps them in this pass's directory.
+    Path(env["DOCKER_CONFIG"]).mkdir(exist_ok=True)
+    (Path(env["DOCKER_CONFIG"]) / "config.json").write_text("{}\n")
     env.pop("PYTHONPATH", None)
     if api_version:
         env["DOCKER_TEST_API_VERSION"] = api_version

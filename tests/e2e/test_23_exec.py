@@ -29,7 +29,7 @@ def test_exec_output_and_exit_codes(docker: DockerCLI, ctr: str) -> None:
     res = docker("exec", ctr, "sh", "-c", "echo out; echo err >&2; exit 7", check=False)
     assert (res.returncode, res.stdout, res.stderr) == (7, "out\n", "err\n")
     res = docker("exec", ctr, "nosuchcmd", check=False)
-    assert res.returncode == 127 and "executable file not found" in res.stdout + res.stderr
+    assert res.returncode == 126 and "executable file not found" in res.stdout + res.stderr  # as dockerd
 
 
 def test_exec_stdin_env_workdir_user(docker: DockerCLI, ctr: str) -> None:

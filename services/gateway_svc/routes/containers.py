@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import anyio
@@ -20,6 +21,7 @@ from containers_svc.api import (
 )
 from dockerapi import filters as dfilters
 from gateway_svc import container_shapes as shapes
+from gateway_svc import websocket as ws
 from gateway_svc.backend import Backends
 from gateway_svc.errors import error_message
 from gateway_svc.http import (
@@ -111,7 +113,8 @@ class ContainerRoutes:
         r.add("POST", "/containers/{name}/resize", self.post_container_resize)
         r.add("POST", "/containers/{name}/wait", self.post_container_wait)
         r.add("POST", "/containers/{name}/attach", self.post_container_attach)
-        r.add("DELETE", "/containers/{name}", self.delete_container)
+        r.add("GET", "/containers/{name}/attach/ws", self.get_container_attach_ws)
+        r.add("DELETE", "/containers/{name:.+}", self.delete_container)
 
     # --- create, list, inspect, prune -------------------------------------------------------
 
@@ -250,8 +253,9 @@ class ContainerRoutes:
         opts = LogsOptions(
             stdout=stdout, stderr=stderr, follow=q.get_bool("follow"),
             since_nano=_timestamp_ns(q.get("since")), until_nano=_timestamp_ns(q.get("until")),
-            timestamps=q.get_bool("timestamps"), tail=tail,
+            timestamps=False, tail=tail,  # the prefix is added here, in moby's fixed 9-digit format
         )
+        timestamps = q.get_bool("timestamps")
         rec = await self._containers.get_container(req.params["name"])
         tty = bool(rec.config.get("Tty"))
         entries = self._containers.container_logs(req.params["name"], opts)
@@ -260,7 +264,7 @@ class ContainerRoutes:
             yield b""  # moby flushes the headers before the first line
             try:
                 async for entry in entries:
-                    yield log_line(entry, opts.timestamps, multiplexed=not tty)
+                    yield log_line(entry, timestamps, multiplexed=not tty)
             except errdefs.EngineError as exc:
                 # In band, as moby's WriteLogStream does once the stream has started.
                 text = f"Error grabbing logs: {error_message(exc)}\n".encode()
@@ -274,15 +278,35 @@ class ContainerRoutes:
 
     async def post_container_attach(self, req: Request) -> Response:
         q = req.query
-        name = req.params["name"]
-        detach_spec = q.get("detachKeys") or ""
-        detach_keys = parse_detach_keys(detach_spec)
         opts = AttachOptions(
             stdin=q.get_bool("stdin"), stdout=q.get_bool("stdout"), stderr=q.get_bool("stderr"),
-            stream=q.get_bool("stream"), logs=q.get_bool("logs"), detach_keys=detach_spec,
+            stream=q.get_bool("stream"), logs=q.get_bool("logs"), detach_keys=q.get("detachKeys") or "",
         )
+        return await self._attach(req, opts, websocket=False)
+
+    async def get_container_attach_ws(self, req: Request) -> Response:
+        """The attach over a WebSocket (moby wsContainersAttach): raw output, never multiplexed."""
+        q = req.query
+        headers = ws.handshake_headers(req)
+        std = (q.get_bool("stdin"), q.get_bool("stdout"), q.get_bool("stderr"))
+        if not api_at_least(req, "1.42"):
+            std = (True, True, True)  # older APIs ignore the stream choice
+        opts = AttachOptions(
+            stdin=std[0], stdout=std[1], stderr=std[2], stream=q.get_bool("stream"),
+            logs=q.get_bool("logs"), detach_keys=q.get("detachKeys") or "",
+        )
+        return await self._attach(req, opts, websocket=True, ws_headers=headers)
+
+    async def _attach(
+        self, req: Request, opts: AttachOptions, *, websocket: bool,
+        ws_headers: list[tuple[str, str]] | None = None,
+    ) -> Response:
+        name = req.params["name"]
+        detach_keys = parse_detach_keys(opts.detach_keys)
         rec = await self._containers.get_container(name)
         tty = bool(rec.config.get("Tty"))
+        if websocket and opts.stdin and not rec.config.get("OpenStdin"):
+            opts = replace(opts, stdin=False)
         stdin_send: MemoryObjectSendStream[bytes] | None = None
         stdin_recv: MemoryObjectReceiveStream[bytes] | None = None
         if opts.stdin:
@@ -301,9 +325,14 @@ class ContainerRoutes:
             pending = first
 
         async def session(conn: HijackedStream) -> None:
+            if websocket:  # binary frames since 1.28; raw bytes inside, as with a TTY
+                conn = ws.WebSocketStream(conn, binary=api_at_least(req, "1.28"))
             await _attach_session(conn, frames, pending, stdin_send, stdin_recv,
-                                  tty=tty, detach_keys=detach_keys if tty else None)
+                                  tty=tty or websocket, detach_keys=detach_keys if tty else None)
 
+        if websocket:
+            return HijackResponse(session, headers=ws_headers,
+                                  status_line="HTTP/1.1 101 Switching Protocols")
         return HijackResponse(session, content_type=_stream_type(tty, req))
 
 

@@ -34,6 +34,21 @@ def _strings(body: dict[str, Any], key: str) -> list[str]:
     return list(value)
 
 
+_EXEC_FIELDS = ("AttachStdin", "AttachStdout", "AttachStderr", "Cmd", "ConsoleSize", "DetachKeys",
+                "Env", "Privileged", "Tty", "User", "WorkingDir")  # fmt: skip
+
+
+def _fold_keys(body: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    """Go's encoding/json matches field names case-insensitively (docker-py sends ``detachKeys``)."""
+    out = dict(body)
+    for name in fields:
+        if name not in out:
+            hit = next((k for k in body if k.lower() == name.lower()), None)
+            if hit is not None:
+                out[name] = body[hit]
+    return out
+
+
 def exec_config_from_json(body: Any) -> ExecConfig:
     """Docker's ExecConfig body as an ExecConfig.
 
@@ -42,6 +57,7 @@ def exec_config_from_json(body: Any) -> ExecConfig:
     """
     if not isinstance(body, dict):
         raise errdefs.InvalidArgument("invalid JSON: body must be an object")
+    body = _fold_keys(body, _EXEC_FIELDS)
     size = body.get("ConsoleSize")
     console: tuple[int, int] | None = None
     if isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) for v in size):

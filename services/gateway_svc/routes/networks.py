@@ -32,7 +32,8 @@ def network_json(n: Network, api_version: str, *, containers: bool = True) -> di
     out: dict[str, Any] = {
         "Name": n.name, "Id": n.id, "Created": n.created, "Scope": n.scope, "Driver": n.driver,
         "EnableIPv4": True, "EnableIPv6": n.enable_ipv6,
-        "IPAM": {"Driver": n.ipam.driver or "default", "Options": dict(n.ipam.options) or None,
+        "IPAM": {"Driver": n.ipam.driver or "default",
+                 "Options": dict(n.ipam.options) if n.ipam.options or n.ipam.options_given else None,
                  "Config": [_pool_json(p) for p in n.ipam.config]},
         "Internal": n.internal, "Attachable": n.attachable, "Ingress": n.ingress,
         "ConfigFrom": {"Network": n.config_from}, "ConfigOnly": n.config_only,
@@ -41,8 +42,6 @@ def network_json(n: Network, api_version: str, *, containers: bool = True) -> di
                        for cid, e in n.containers.items()} if containers else {},
         "Options": dict(n.options), "Labels": dict(n.labels),
     }  # fmt: skip
-    if n.driver == "bridge" and n.name != "bridge" and out["IPAM"]["Options"] is None:
-        out["IPAM"]["Options"] = {}
     if not at_least(api_version, "1.47"):
         out.pop("EnableIPv4")
     return out
@@ -84,7 +83,12 @@ def _create_request(body: dict[str, Any], api_version: str) -> NetworkCreate:
                 {str(k): str(v) for k, v in (c.get("AuxiliaryAddresses") or {}).items()},
             )
         )
-    ipam = IPAMConfig(str(ipam_raw.get("Driver") or "default"), _str_map(ipam_raw, "Options"), pools)
+    ipam = IPAMConfig(
+        str(ipam_raw.get("Driver") or "default"),
+        _str_map(ipam_raw, "Options"),
+        pools,
+        options_given=isinstance(ipam_raw.get("Options"), dict),
+    )
     return NetworkCreate(
         name=name, driver=str(body.get("Driver") or "bridge"), internal=bool(body.get("Internal")),
         attachable=bool(body.get("Attachable")), ingress=bool(body.get("Ingress")),
@@ -103,7 +107,8 @@ def endpoint_config(raw: dict[str, Any]) -> EndpointConfig:
         ipv4_address=str(ipam.get("IPv4Address") or ""), ipv6_address=str(ipam.get("IPv6Address") or ""),
         aliases=[str(a) for a in raw.get("Aliases") or []], links=[str(x) for x in raw.get("Links") or []],
         mac_address=str(raw.get("MacAddress") or ""),
-        driver_opts={str(k): str(v) for k, v in (raw.get("DriverOpts") or {}).items()})  # fmt: skip
+        driver_opts={str(k): str(v) for k, v in (raw.get("DriverOpts") or {}).items()},
+        link_local_ips=[str(x) for x in ipam.get("LinkLocalIPs") or []])  # fmt: skip
 
 
 class NetworkRoutes:

@@ -70,6 +70,7 @@ class RegistryRoutes:
     def register(self, r: Router) -> None:
         r.add("POST", "/images/{name:.*}/push", self.post_image_push)
         r.add("POST", "/auth", self.post_auth)
+        r.add("GET", "/distribution/{name:.+}/json", self.get_distribution)
 
     async def post_image_push(self, req: Request) -> Response:
         opts = PushOptions(ref=req.params["name"], tag=req.query.get("tag") or "",
@@ -90,3 +91,20 @@ class RegistryRoutes:
         if res.identity_token:
             out["IdentityToken"] = res.identity_token
         return JSONResponse(out)
+
+    async def get_distribution(self, req: Request) -> Response:
+        """dockerd's DistributionInspect: {"Descriptor": {...}, "Platforms": [...]}."""
+        info = await _registry(self._backends).inspect_distribution(
+            req.params["name"], decode_registry_auth(req.headers.get("X-Registry-Auth")))
+        return JSONResponse({
+            "Descriptor": {"mediaType": info.media_type, "digest": info.digest, "size": info.size},
+            "Platforms": [_platform_json(p) for p in info.platforms],
+        })
+
+
+def _platform_json(p: Platform) -> dict[str, str]:
+    """An OCI platform as Go marshals it: variant only when set."""
+    out = {"architecture": p.architecture, "os": p.os}
+    if p.variant:
+        out["variant"] = p.variant
+    return out

@@ -90,7 +90,7 @@ async def test_user_env_workdir_and_stdin(svc: ContainersService) -> None:
 async def test_missing_command_and_inspect(svc: ContainersService) -> None:
     cid = await running(svc)
     frames, code = await run_exec(svc, cid, "nosuchcmd")
-    assert code == 127 and b'exec: "nosuchcmd": executable file not found in $PATH' in out(frames)
+    assert code == 126 and b'exec: "nosuchcmd": executable file not found in $PATH' in out(frames)
     eid = await svc.create_exec(cid, ExecConfig(cmd=["sleep", "30"]))
     assert (await svc.get_container(cid)).exec_ids == [eid]
     rec = await svc.get_exec(eid)

@@ -28,7 +28,7 @@ from images_svc.service import ImagesService
 from images_svc.store import SqlImageStore
 from registry_svc import server as registry_server
 from registry_svc import session
-from registry_svc.api import PullOptions
+from registry_svc.api import AuthConfig, Platform, PullOptions
 from registry_svc.clients import RegistryClient
 from registry_svc.service import RegistryService
 from registry_svc.transport import TransportConfig
@@ -314,3 +314,29 @@ async def test_layer_compressions_with_oci_manifests(stack: Any, script: Any, co
     assert rec.id == config
     diff = images.layers.diff_dir(rec.chain_ids[0])
     assert (diff / "data.bin").read_bytes() == payload
+
+
+async def test_inspect_distribution_over_grpc(stack: Any, script: Any) -> None:
+    """GET /distribution/{name}/json's backend: descriptor and platforms, nothing pulled."""
+    client, images = stack
+    s, port = script
+    _, config = _image(s, "1", b"z" * 100)
+    mt, manifest = s.manifests["1"]
+    info = await client.inspect_distribution(f"127.0.0.1:{port}/r/img:1", AuthConfig())
+    assert (info.media_type, info.digest, info.size) == (mt, _sha(manifest), len(manifest))
+    assert info.platforms == (Platform("linux", "amd64", ""),)  # read from the config blob
+    index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                        "manifests": [
+                            {"mediaType": mt, "digest": _sha(manifest), "size": len(manifest),
+                             "platform": {"os": "linux", "architecture": "amd64"}},
+                            {"mediaType": mt, "digest": _sha(manifest), "size": len(manifest),
+                             "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
+                        ]}).encode()  # fmt: skip
+    s.manifests["multi"] = ("application/vnd.oci.image.index.v1+json", index)
+    info = await client.inspect_distribution(f"127.0.0.1:{port}/r/img:multi", AuthConfig())
+    assert info.digest == _sha(index)
+    assert info.platforms == (Platform("linux", "amd64", ""), Platform("linux", "arm64", "v8"))
+    with pytest.raises(errdefs.NotFound, match="manifest unknown"):
+        await client.inspect_distribution(f"127.0.0.1:{port}/r/img:nope", AuthConfig())
+    with pytest.raises(errdefs.NotFound):
+        await images.get_image(config)  # inspecting pulls nothing

@@ -16,7 +16,8 @@ def test_script_replaces_only_its_own_table_atomically() -> None:
     lines = text.splitlines()
     # Create-if-missing, delete, re-create: one transaction, no other table named anywhere.
     assert lines[:3] == ["table ip berth_x", "delete table ip berth_x", "table ip berth_x {"]
-    assert [w for w in text.split() if w.startswith("berth")] == ["berth_x"] * 3
+    assert [w for w in text.split() if w.startswith("berth")] == ["berth_x"] * 6  # ip and ip6
+    assert "table ip6 berth_x {" in lines
     assert "flush ruleset" not in text
 
 
@@ -43,3 +44,12 @@ def test_published_ports() -> None:
     assert "    udp dport 5353 dnat to 10.1.0.3:53" in text
     assert "type nat hook prerouting priority dstnat" in text and "type nat hook output" in text
     assert 'oifname "br0" fib saddr type local masquerade' in text  # 127.0.0.1 and hairpin
+
+
+def test_ipv6_never_leaves_its_bridge() -> None:
+    text = ruleset("t", [NftBridge("br0", "10.1.0.0/24"), NftBridge("br1", "10.2.0.0/24")], [])
+    v6 = text[text.index("table ip6 t {") :]
+    for br in ("br0", "br1"):
+        assert f'iifname "{br}" oifname != "{br}" drop' in v6
+        assert f'oifname "{br}" iifname != "{br}" drop' in v6
+    assert "masquerade" not in v6 and "dnat" not in v6

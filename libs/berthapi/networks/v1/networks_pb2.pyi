@@ -29,7 +29,7 @@ class IPAMPool(_message.Message):
     def __init__(self, subnet: _Optional[str] = ..., ip_range: _Optional[str] = ..., gateway: _Optional[str] = ..., aux_addresses: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class IPAM(_message.Message):
-    __slots__ = ("driver", "options", "config")
+    __slots__ = ("driver", "options", "config", "options_given")
     class OptionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -40,10 +40,12 @@ class IPAM(_message.Message):
     DRIVER_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
+    OPTIONS_GIVEN_FIELD_NUMBER: _ClassVar[int]
     driver: str
     options: _containers.ScalarMap[str, str]
     config: _containers.RepeatedCompositeFieldContainer[IPAMPool]
-    def __init__(self, driver: _Optional[str] = ..., options: _Optional[_Mapping[str, str]] = ..., config: _Optional[_Iterable[_Union[IPAMPool, _Mapping]]] = ...) -> None: ...
+    options_given: bool
+    def __init__(self, driver: _Optional[str] = ..., options: _Optional[_Mapping[str, str]] = ..., config: _Optional[_Iterable[_Union[IPAMPool, _Mapping]]] = ..., options_given: _Optional[bool] = ...) -> None: ...
 
 class EndpointIPAMConfig(_message.Message):
     __slots__ = ("ipv4_address", "ipv6_address", "link_local_ips")
@@ -135,7 +137,7 @@ class EndpointResource(_message.Message):
     def __init__(self, name: _Optional[str] = ..., endpoint_id: _Optional[str] = ..., mac_address: _Optional[str] = ..., ipv4_address: _Optional[str] = ..., ipv6_address: _Optional[str] = ...) -> None: ...
 
 class Network(_message.Message):
-    __slots__ = ("id", "name", "created", "scope", "driver", "enable_ipv6", "ipam", "internal", "attachable", "ingress", "config_only", "config_from", "options", "labels", "containers", "node_id", "user_subnet")
+    __slots__ = ("id", "name", "created", "scope", "driver", "enable_ipv6", "ipam", "internal", "attachable", "ingress", "config_only", "config_from", "options", "labels", "containers", "node_id", "user_subnet", "user_subnet6")
     class OptionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -174,6 +176,7 @@ class Network(_message.Message):
     CONTAINERS_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     USER_SUBNET_FIELD_NUMBER: _ClassVar[int]
+    USER_SUBNET6_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     created: str
@@ -191,7 +194,8 @@ class Network(_message.Message):
     containers: _containers.MessageMap[str, EndpointResource]
     node_id: str
     user_subnet: bool
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., created: _Optional[str] = ..., scope: _Optional[str] = ..., driver: _Optional[str] = ..., enable_ipv6: _Optional[bool] = ..., ipam: _Optional[_Union[IPAM, _Mapping]] = ..., internal: _Optional[bool] = ..., attachable: _Optional[bool] = ..., ingress: _Optional[bool] = ..., config_only: _Optional[bool] = ..., config_from: _Optional[str] = ..., options: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., containers: _Optional[_Mapping[str, EndpointResource]] = ..., node_id: _Optional[str] = ..., user_subnet: _Optional[bool] = ...) -> None: ...
+    user_subnet6: bool
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., created: _Optional[str] = ..., scope: _Optional[str] = ..., driver: _Optional[str] = ..., enable_ipv6: _Optional[bool] = ..., ipam: _Optional[_Union[IPAM, _Mapping]] = ..., internal: _Optional[bool] = ..., attachable: _Optional[bool] = ..., ingress: _Optional[bool] = ..., config_only: _Optional[bool] = ..., config_from: _Optional[str] = ..., options: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Mapping[str, str]] = ..., containers: _Optional[_Mapping[str, EndpointResource]] = ..., node_id: _Optional[str] = ..., user_subnet: _Optional[bool] = ..., user_subnet6: _Optional[bool] = ...) -> None: ...
 
 class CreateNetworkRequest(_message.Message):
     __slots__ = ("name", "driver", "internal", "attachable", "ingress", "enable_ipv6", "ipam", "options", "labels", "check_duplicate", "scope", "config_only", "config_from")

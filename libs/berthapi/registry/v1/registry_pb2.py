@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from berthapi.types.v1 import types_pb2 as berthapi_dot_types_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#berthapi/registry/v1/registry.proto\x12\x14\x62\x65rthapi.registry.v1\x1a\x1d\x62\x65rthapi/types/v1/types.proto\"x\n\nAuthConfig\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x16\n\x0eidentity_token\x18\x03 \x01(\t\x12\x16\n\x0eregistry_token\x18\x04 \x01(\t\x12\x16\n\x0eserver_address\x18\x05 \x01(\t\"\x9d\x01\n\x10PullImageRequest\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12\x0b\n\x03tag\x18\x02 \x01(\t\x12-\n\x08platform\x18\x03 \x01(\x0b\x32\x1b.berthapi.types.v1.Platform\x12.\n\x04\x61uth\x18\x04 \x01(\x0b\x32 .berthapi.registry.v1.AuthConfig\x12\x10\n\x08\x61ll_tags\x18\x05 \x01(\x08\"\x8b\x01\n\x10PushImageRequest\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12\x0b\n\x03tag\x18\x02 \x01(\t\x12.\n\x04\x61uth\x18\x03 \x01(\x0b\x32 .berthapi.registry.v1.AuthConfig\x12-\n\x08platform\x18\x04 \x01(\x0b\x32\x1b.berthapi.types.v1.Platform\">\n\x0cLoginRequest\x12.\n\x04\x61uth\x18\x01 \x01(\x0b\x32 .berthapi.registry.v1.AuthConfig\"7\n\rLoginResponse\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x16\n\x0eidentity_token\x18\x02 \x01(\t\"\x8f\x01\n\x13SearchImagesRequest\x12\x0c\n\x04term\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x12+\n\x07\x66ilters\x18\x03 \x01(\x0b\x32\x1a.berthapi.types.v1.Filters\x12.\n\x04\x61uth\x18\x04 \x01(\x0b\x32 .berthapi.registry.v1.AuthConfig\"p\n\x0cSearchResult\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x12\n\nstar_count\x18\x03 \x01(\x05\x12\x13\n\x0bis_official\x18\x04 \x01(\x08\x12\x14\n\x0cis_automated\x18\x05 \x01(\x08\"K\n\x14SearchImagesResponse\x12\x33\n\x07results\x18\x01 \x03(\x0b\x32\".berthapi.registry.v1.SearchResult\"$\n\x15ResolveContentRequest\x12\x0b\n\x03ref\x18\x01 \x01(\t\"]\n\x16ResolveContentResponse\x12\x31\n\ndescriptor\x18\x01 \x01(\x0b\x32\x1d.berthapi.types.v1.Descriptor\x12\x10\n\x08image_id\x18\x02 \x01(\t\"B\n\x12ReadContentRequest\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0c\n\x04size\x18\x03 \x01(\x03\"3\n\x13ReadContentResponse\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x32\xbe\x04\n\x08Registry\x12R\n\tPullImage\x12&.berthapi.registry.v1.PullImageRequest\x1a\x1b.berthapi.types.v1.Progress0\x01\x12R\n\tPushImage\x12&.berthapi.registry.v1.PushImageRequest\x1a\x1b.berthapi.types.v1.Progress0\x01\x12P\n\x05Login\x12\".berthapi.registry.v1.LoginRequest\x1a#.berthapi.registry.v1.LoginResponse\x12\x65\n\x0cSearchImages\x12).berthapi.registry.v1.SearchImagesRequest\x1a*.berthapi.registry.v1.SearchImagesResponse\x12k\n\x0eResolveContent\x12+.berthapi.registry.v1.ResolveContentRequest\x1a,.berthapi.registry.v1.ResolveContentResponse\x12\x64\n\x0bReadContent\x12(.berthapi.registry.v1.ReadContentRequest\x1a).berthapi.registry.v1.ReadContentResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#berthapi/registry/v1/registry.proto\x12\x14\x62\x65rthapi.registry.v1\x1a\x1d\x62\x65rthapi/types/v1/types.proto\"x\n\nAuthConfig\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x16\n\x0eidentity_token\x18\x03 \x01(\t\x12\x16\n\x0eregistry_token\x18\x04 \x01(\t\x12\x16\n\x0eserver_address\x18\x05 \x01(\t\"\x9d\x01\n\x10PullImageRequest\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12\x0b\n\x03tag\x18\x02 \x01(\t\x12-\n\x08platform\x18\x03 \x01(\x0b\x32\x1b.berthapi.types.v1.Platform\x12.\n\x04\x61uth\x18\x04 \x01(\x0b\x32 .berthapi.registry.v1.AuthConfig\x12\x10\n\x08\x61ll_tags\x18\x05 \x01(\x08\"\x8b\x01\n\x10PushImageRequest\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12\x0b\n\x03tag\x18\x02 \x01(\t\x12.\n\x04\x61uth\x18\x03 \x01(\x0b\x32 .berthapi.registry.v1.AuthConfig\x12-\n\x08platform\x18\x04 \x01(\x0b\x32\x1b.berthapi.types.v1.Platform\">\n\x0cLoginRequest\x12.\n\x04\x61uth\x18\x01 \x01(\x0b\x32 .berthapi.registry.v1.AuthConfig\"7\n\rLoginResponse\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x16\n\x0eidentity_token\x18\x02 \x01(\t\"Y\n\x1aInspectDistributionRequest\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12.\n\x04\x61uth\x18\x02 \x01(\x0b\x32 .berthapi.registry.v1.AuthConfig\"\x80\x01\n\x1bInspectDistributionResponse\x12\x31\n\ndescriptor\x18\x01 \x01(\x0b\x32\x1d.berthapi.types.v1.Descriptor\x12.\n\tplatforms\x18\x02 \x03(\x0b\x32\x1b.berthapi.types.v1.Platform\"\x8f\x01\n\x13SearchImagesRequest\x12\x0c\n\x04term\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\x12+\n\x07\x66ilters\x18\x03 \x01(\x0b\x32\x1a.berthapi.types.v1.Filters\x12.\n\x04\x61uth\x18\x04 \x01(\x0b\x32 .berthapi.registry.v1.AuthConfig\"p\n\x0cSearchResult\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x12\n\nstar_count\x18\x03 \x01(\x05\x12\x13\n\x0bis_official\x18\x04 \x01(\x08\x12\x14\n\x0cis_automated\x18\x05 \x01(\x08\"K\n\x14SearchImagesResponse\x12\x33\n\x07results\x18\x01 \x03(\x0b\x32\".berthapi.registry.v1.SearchResult\"$\n\x15ResolveContentRequest\x12\x0b\n\x03ref\x18\x01 \x01(\t\"]\n\x16ResolveContentResponse\x12\x31\n\ndescriptor\x18\x01 \x01(\x0b\x32\x1d.berthapi.types.v1.Descriptor\x12\x10\n\x08image_id\x18\x02 \x01(\t\"B\n\x12ReadContentRequest\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0c\n\x04size\x18\x03 \x01(\x03\"3\n\x13ReadContentResponse\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x32\xba\x05\n\x08Registry\x12R\n\tPullImage\x12&.berthapi.registry.v1.PullImageRequest\x1a\x1b.berthapi.types.v1.Progress0\x01\x12R\n\tPushImage\x12&.berthapi.registry.v1.PushImageRequest\x1a\x1b.berthapi.types.v1.Progress0\x01\x12P\n\x05Login\x12\".berthapi.registry.v1.LoginRequest\x1a#.berthapi.registry.v1.LoginResponse\x12z\n\x13InspectDistribution\x12\x30.berthapi.registry.v1.InspectDistributionRequest\x1a\x31.berthapi.registry.v1.InspectDistributionResponse\x12\x65\n\x0cSearchImages\x12).berthapi.registry.v1.SearchImagesRequest\x1a*.berthapi.registry.v1.SearchImagesResponse\x12k\n\x0eResolveContent\x12+.berthapi.registry.v1.ResolveContentRequest\x1a,.berthapi.registry.v1.ResolveContentResponse\x12\x64\n\x0bReadContent\x12(.berthapi.registry.v1.ReadContentRequest\x1a).berthapi.registry.v1.ReadContentResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,20 +42,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LOGINREQUEST']._serialized_end=578
   _globals['_LOGINRESPONSE']._serialized_start=580
   _globals['_LOGINRESPONSE']._serialized_end=635
-  _globals['_SEARCHIMAGESREQUEST']._serialized_start=638
-  _globals['_SEARCHIMAGESREQUEST']._serialized_end=781
-  _globals['_SEARCHRESULT']._serialized_start=783
-  _globals['_SEARCHRESULT']._serialized_end=895
-  _globals['_SEARCHIMAGESRESPONSE']._serialized_start=897
-  _globals['_SEARCHIMAGESRESPONSE']._serialized_end=972
-  _globals['_RESOLVECONTENTREQUEST']._serialized_start=974
-  _globals['_RESOLVECONTENTREQUEST']._serialized_end=1010
-  _globals['_RESOLVECONTENTRESPONSE']._serialized_start=1012
-  _globals['_RESOLVECONTENTRESPONSE']._serialized_end=1105
-  _globals['_READCONTENTREQUEST']._serialized_start=1107
-  _globals['_READCONTENTREQUEST']._serialized_end=1173
-  _globals['_READCONTENTRESPONSE']._serialized_start=1175
-  _globals['_READCONTENTRESPONSE']._serialized_end=1226
-  _globals['_REGISTRY']._serialized_start=1229
-  _globals['_REGISTRY']._serialized_end=1803
+  _globals['_INSPECTDISTRIBUTIONREQUEST']._serialized_start=637
+  _globals['_INSPECTDISTRIBUTIONREQUEST']._serialized_end=726
+  _globals['_INSPECTDISTRIBUTIONRESPONSE']._serialized_start=729
+  _globals['_INSPECTDISTRIBUTIONRESPONSE']._serialized_end=857
+  _globals['_SEARCHIMAGESREQUEST']._serialized_start=860
+  _globals['_SEARCHIMAGESREQUEST']._serialized_end=1003
+  _globals['_SEARCHRESULT']._serialized_start=1005
+  _globals['_SEARCHRESULT']._serialized_end=1117
+  _globals['_SEARCHIMAGESRESPONSE']._serialized_start=1119
+  _globals['_SEARCHIMAGESRESPONSE']._serialized_end=1194
+  _globals['_RESOLVECONTENTREQUEST']._serialized_start=1196
+  _globals['_RESOLVECONTENTREQUEST']._serialized_end=1232
+  _globals['_RESOLVECONTENTRESPONSE']._serialized_start=1234
+  _globals['_RESOLVECONTENTRESPONSE']._serialized_end=1327
+  _globals['_READCONTENTREQUEST']._serialized_start=1329
+  _globals['_READCONTENTREQUEST']._serialized_end=1395
+  _globals['_READCONTENTRESPONSE']._serialized_start=1397
+  _globals['_READCONTENTRESPONSE']._serialized_end=1448
+  _globals['_REGISTRY']._serialized_start=1451
+  _globals['_REGISTRY']._serialized_end=2149
 # @@protoc_insertion_point(module_scope)

@@ -62,6 +62,22 @@ class LoginResponse(_message.Message):
     identity_token: str
     def __init__(self, status: _Optional[str] = ..., identity_token: _Optional[str] = ...) -> None: ...
 
+class InspectDistributionRequest(_message.Message):
+    __slots__ = ("ref", "auth")
+    REF_FIELD_NUMBER: _ClassVar[int]
+    AUTH_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    auth: AuthConfig
+    def __init__(self, ref: _Optional[str] = ..., auth: _Optional[_Union[AuthConfig, _Mapping]] = ...) -> None: ...
+
+class InspectDistributionResponse(_message.Message):
+    __slots__ = ("descriptor", "platforms")
+    DESCRIPTOR_FIELD_NUMBER: _ClassVar[int]
+    PLATFORMS_FIELD_NUMBER: _ClassVar[int]
+    descriptor: _types_pb2.Descriptor
+    platforms: _containers.RepeatedCompositeFieldContainer[_types_pb2.Platform]
+    def __init__(self, descriptor: _Optional[_Union[_types_pb2.Descriptor, _Mapping]] = ..., platforms: _Optional[_Iterable[_Union[_types_pb2.Platform, _Mapping]]] = ...) -> None: ...
+
 class SearchImagesRequest(_message.Message):
     __slots__ = ("term", "limit", "filters", "auth")
     TERM_FIELD_NUMBER: _ClassVar[int]

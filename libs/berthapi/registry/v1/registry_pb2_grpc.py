@@ -50,6 +50,11 @@ class RegistryStub:
                 request_serializer=berthapi_dot_registry_dot_v1_dot_registry__pb2.LoginRequest.SerializeToString,
                 response_deserializer=berthapi_dot_registry_dot_v1_dot_registry__pb2.LoginResponse.FromString,
                 _registered_method=True)
+        self.InspectDistribution = channel.unary_unary(
+                '/berthapi.registry.v1.Registry/InspectDistribution',
+                request_serializer=berthapi_dot_registry_dot_v1_dot_registry__pb2.InspectDistributionRequest.SerializeToString,
+                response_deserializer=berthapi_dot_registry_dot_v1_dot_registry__pb2.InspectDistributionResponse.FromString,
+                _registered_method=True)
         self.SearchImages = channel.unary_unary(
                 '/berthapi.registry.v1.Registry/SearchImages',
                 request_serializer=berthapi_dot_registry_dot_v1_dot_registry__pb2.SearchImagesRequest.SerializeToString,
@@ -96,6 +101,15 @@ class RegistryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def InspectDistribution(self, request, context):
+        """InspectDistribution resolves a reference on its registry without pulling (GET
+        /distribution/{name}/json): the manifest or index descriptor and the platforms it offers.
+        NOT_FOUND as PullImage.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SearchImages(self, request, context):
         """SearchImages searches a registry's catalog (docker search).
         """
@@ -136,6 +150,11 @@ def add_RegistryServicer_to_server(servicer, server):
                     servicer.Login,
                     request_deserializer=berthapi_dot_registry_dot_v1_dot_registry__pb2.LoginRequest.FromString,
                     response_serializer=berthapi_dot_registry_dot_v1_dot_registry__pb2.LoginResponse.SerializeToString,
+            ),
+            'InspectDistribution': grpc.unary_unary_rpc_method_handler(
+                    servicer.InspectDistribution,
+                    request_deserializer=berthapi_dot_registry_dot_v1_dot_registry__pb2.InspectDistributionRequest.FromString,
+                    response_serializer=berthapi_dot_registry_dot_v1_dot_registry__pb2.InspectDistributionResponse.SerializeToString,
             ),
             'SearchImages': grpc.unary_unary_rpc_method_handler(
                     servicer.SearchImages,
@@ -234,6 +253,33 @@ class Registry:
             '/berthapi.registry.v1.Registry/Login',
             berthapi_dot_registry_dot_v1_dot_registry__pb2.LoginRequest.SerializeToString,
             berthapi_dot_registry_dot_v1_dot_registry__pb2.LoginResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InspectDistribution(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/berthapi.registry.v1.Registry/InspectDistribution',
+            berthapi_dot_registry_dot_v1_dot_registry__pb2.InspectDistributionRequest.SerializeToString,
+            berthapi_dot_registry_dot_v1_dot_registry__pb2.InspectDistributionResponse.FromString,
             options,
             channel_credentials,
             insecure,
