@@ -211,6 +211,42 @@ def _dir_size(path: str) -> int:
     return total
 
 
+def _on_networks(rec: ContainerRecord, wanted: list[str]) -> bool:
+    """ps --filter network=<name or id prefix>."""
+    nets = (rec.network_settings or {}).get("Networks") or {}
+    return any(w == name or (ep or {}).get("NetworkID", "").startswith(w)
+               for name, ep in nets.items() for w in wanted if w)  # fmt: skip
+
+
+def _exposed_ports(rec: ContainerRecord) -> set[str]:
+    """Container ports, exposed or published ("80/tcp"), as moby's snapshot keeps them."""
+    ports = set((rec.config.get("ExposedPorts") or {}).keys())
+    return ports | set(((rec.network_settings or {}).get("Ports") or {}).keys())
+
+
+def _published_ports(rec: ContainerRecord) -> set[str]:
+    """Host ports with their protocol ("8080/tcp") of the published bindings."""
+    out: set[str] = set()
+    for port, binds in ((rec.network_settings or {}).get("Ports") or {}).items():
+        proto = port.partition("/")[2] or "tcp"
+        out |= {f"{b['HostPort']}/{proto}" for b in binds or [] if b.get("HostPort")}
+    return out
+
+
+def _port_match(have: set[str], wanted: list[str]) -> bool:
+    """publish/expose filter values: ``80``, ``80/udp``, ``8000-8080/tcp`` (tcp by default)."""
+    for w in wanted:
+        spec, _, proto = w.partition("/")
+        lo, _, hi = spec.partition("-")
+        try:
+            first, last = int(lo), int(hi or lo)
+        except ValueError:
+            raise errdefs.InvalidArgument(f"invalid port filter value {w!r}") from None
+        if any(f"{p}/{proto or 'tcp'}" in have for p in range(first, last + 1)):
+            return True
+    return False
+
+
 class ContainersService:
     """Implements ContainersAPI on this node.
 
@@ -568,6 +604,16 @@ class ContainersService:
                 return False
         if f.get("volume") and not any(v in (m.get("Name"), m.get("Source"), m.get("Destination"))
                                        for m in rec.mounts for v in f["volume"]):  # fmt: skip
+            return False
+        if f.get("network") and not _on_networks(rec, f["network"]):
+            return False
+        if f.get("publish") and not _port_match(_published_ports(rec), f["publish"]):
+            return False
+        if f.get("expose") and not _port_match(_exposed_ports(rec), f["expose"]):
+            return False
+        if f.get("is-task") and "true" in f["is-task"]:
+            return False  # no swarm tasks here
+        if f.get("isolation") and (rec.host_config.get("Isolation") or "default") not in f["isolation"]:
             return False
         if f.get("ancestor"):
             img = rec.image

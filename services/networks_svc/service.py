@@ -592,6 +592,11 @@ class NetworksService:
                 log.warning("prune: network %s: %s", n.name, e)
                 continue
             deleted.append(n.name)
+        if self._events is not None:
+            with contextlib.suppress(Exception):  # events are best effort
+                # dockerd's network prune event: no actor, reclaimed is always 0 for networks.
+                await self._events.publish(Event(type="network", action="prune", actor_id="",
+                                                 attributes={"reclaimed": "0"}))
         return deleted
 
     # ---- endpoints: reserve / attach / detach --------------------------------------------------

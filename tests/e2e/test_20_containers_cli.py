@@ -130,3 +130,38 @@ def test_ps_json_shape(docker: DockerCLI, busybox_image: str, cleanup: list[str]
     assert row["Names"] == name and row["State"] == "created" and row["Status"] == "Created"
     assert row["Command"].startswith('"echo')
     assert row["Image"] == "busybox"
+
+
+def test_ps_network_port_filters(docker: DockerCLI, busybox_image: str, cleanup: list[str]) -> None:
+    """ps --filter network / publish / expose / is-task / isolation, as dockerd answers them."""
+    net = _name()
+    docker("network", "create", net)
+    try:
+        web, plain = _name(), _name()
+        cleanup += [web, plain]
+        docker("run", "-d", "--name", web, "--network", net, "-p", "127.0.0.1::80", "--expose", "9000/udp",
+               busybox_image, "sleep", "600")
+        docker("run", "-d", "--name", plain, busybox_image, "sleep", "600")
+        host_port = docker("port", web, "80/tcp").stdout.strip().rsplit(":", 1)[1]
+
+        def names(*flt: str) -> set[str]:
+            args = [a for f in flt for a in ("--filter", f)]
+            return set(docker("ps", "-a", "--format", "{{.Names}}", *args).stdout.split()) & {web, plain}
+
+        assert names(f"network={net}") == {web}
+        assert names("network=bridge") == {plain}
+        net_id = docker("network", "inspect", "-f", "{{.Id}}", net).stdout.strip()
+        assert names(f"network={net_id[:12]}") == {web}
+        assert names(f"publish={host_port}") == {web}
+        assert names(f"publish={host_port}/udp") == set()
+        assert names("expose=80") == {web}
+        assert names("expose=9000/udp") == {web}
+        assert names("expose=8990-9010/udp") == {web}
+        assert names("expose=81") == set()
+        assert names("is-task=true") == set()
+        assert names("is-task=false") == {web, plain}
+        assert names("isolation=default") == {web, plain}
+    finally:
+        for n in cleanup:
+            docker("rm", "-f", n, check=False)
+        docker("network", "rm", net, check=False)

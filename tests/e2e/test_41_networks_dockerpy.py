@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -89,6 +90,11 @@ def test_run_on_network_and_prune(dockerpy: Any, busybox_image: str, cleanup: li
     )
     subnet = net.attrs["IPAM"]["Config"][0]["Subnet"]
     assert subnet.rsplit(".", 1)[0] in out.decode()
+    since = time.time() - 1
     res = dockerpy.networks.prune(filters={"label": "prune=me"})
     assert res["NetworksDeleted"] == [name]
     cleanup.remove(net)
+    events = dockerpy.events(since=since, until=time.time() + 1, decode=True,
+                             filters={"type": "network", "event": ["destroy", "prune"]})
+    actions = [(e["Action"], e["Actor"]["Attributes"].get("name")) for e in events]
+    assert ("destroy", name) in actions and ("prune", None) in actions
