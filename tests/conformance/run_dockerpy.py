@@ -39,10 +39,11 @@ for _sub in ("libs", "services"):
 
 from testkit.berthd import BerthdProcess  # noqa: E402
 from testkit.fixtures import busybox_rootfs_tar, cache_dir  # noqa: E402
-from testkit.registry import RegistryServer  # noqa: E402
+from testkit.registry import RegistryServer, free_port  # noqa: E402
 
 SDIST = "docker==7.0.0"
 KEPT_LOG = Path("/tmp/berth-conformance-berthd.log")
+WS_TESTS = "reading_socket_ws"
 OUT_OF_SCOPE = ["api_swarm_test.py", "api_service_test.py", "api_secret_test.py", "api_config_test.py",
                 "api_plugin_test.py", "models_swarm_test.py", "models_services_test.py",
                 "models_nodes_test.py"]
@@ -80,6 +81,35 @@ users:x:100:games
 nogroup:x:65533:
 nobody:x:65534:
 """
+
+
+# Failures that are not berth's to fix, each with its reason (the exit status ignores them).
+KNOWN: dict[str, tuple[str, str]] = {
+    # test id (class::name, as printed) -> (passes it applies to: "all" or a label, reason)
+    "api_container_test.AttachContainerTest::test_run_container_reading_socket_ws": (
+        "all", "docker-py cannot make a WebSocket URL for a unix socket (ws+http+docker://); "
+               "run over tcp:// below, where it passes"),
+    "api_network_test.TestNetworks::test_create_inspect_network_with_scope": (
+        "all", "needs `swarm init` (scope=swarm); berth has no swarm mode"),
+    "api_network_test.TestNetworks::test_create_network_attachable": (
+        "all", "needs `swarm init` (attachable overlay); berth has no swarm mode"),
+    "api_network_test.TestNetworks::test_create_network_ingress": (
+        "all", "needs `swarm init` (ingress network); berth has no swarm mode"),
+    "models_images_test.ImageCollectionTest::test_pull_with_sha": (
+        "all", "pulls hello-world by the digest of Docker Hub's real image, which a local stand-in "
+               "cannot have"),
+    "api_image_test.CommitTest::test_commit": (
+        "auto", "expects image inspect's `Container`, which API 1.45+ no longer sends (dockerd 26+ "
+                "fails it the same way)"),
+    "api_image_test.CommitTest::test_commit_with_changes": (
+        "auto", "expects image inspect's `Container`, gone from API 1.45 on (as in dockerd 26+)"),
+}
+
+
+def known_reason(test: str, label: str) -> str:
+    """Why ``test`` may fail in pass ``label`` ("" when it may not)."""
+    passes, why = KNOWN.get(test, ("", ""))
+    return why if passes in ("all", label) else ""
 
 
 def fetch_suite(work: Path) -> Path:
@@ -262,8 +292,10 @@ def main() -> int:
             conf = work / "daemon.json"
             conf.write_text(json.dumps({"registry-mirrors": [f"http://{reg.host}"]}))
             # The suite makes dozens of networks: a pool as roomy as dockerd's defaults.
+            tcp = f"tcp://127.0.0.1:{free_port()}"
             daemon = BerthdProcess(work / "b", extra_args=[
-                "--config-file", str(conf), "--default-address-pool", "base=10.96.0.0/12,size=24"])
+                "--config-file", str(conf), "--default-address-pool", "base=10.96.0.0/12,size=24",
+                "-H", tcp, "--tls=false"])
             daemon.start()
             try:
                 for archive in archives if args.preload else []:
@@ -277,6 +309,13 @@ def main() -> int:
                     res = summarize(junit) if junit.exists() else {"totals": {}, "failures": []}
                     res["seconds"] = round(time.monotonic() - t0)
                     results[label] = res
+                # docker-py builds its WebSocket URL from the base URL, which a unix socket does
+                # not give (ws+http+docker://); upstream CI runs over tcp://. Run those here.
+                junit = work / "junit-ws-tcp.xml"
+                if not args.pytest_args:
+                    run_suite(root, tcp, "1.41", junit, args.timeout, ["-k", WS_TESTS], creds)
+                if junit.exists():
+                    results["1.41 over tcp, WebSocket attach only"] = {**summarize(junit), "seconds": 0}
             finally:
                 died = not daemon.running or not daemon.ping()
                 log = daemon.log_tail(60)
@@ -291,8 +330,9 @@ def main() -> int:
         tot = res["totals"]
         print(f"\n== docker-py 7.0.0 integration suite, API {label}: {tot} in {res['seconds']} s")
         for f in res["failures"]:
-            print(f"  {f['kind']:6} {f['test']}: {f['message']}")
-        bad += int(tot.get("failed", 0)) + int(tot.get("error", 0))
+            why = known_reason(f["test"], label)
+            print(f"  {'known' if why else f['kind']:6} {f['test']}: {why or f['message']}")
+            bad += not why
     if died or not results:
         print(f"\nberthd {'stopped answering during the suite' if died else 'log'} (whole log: {KEPT_LOG});"
               f" it ends:\n{log}", file=sys.stderr)
