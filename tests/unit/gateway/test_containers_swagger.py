@@ -18,7 +18,8 @@ from gateway_svc import container_shapes as shapes
 from .conftest import ServeFn
 from .containers_fake import IMAGE_ID, FakeContainers, make_router
 
-SWAGGER = Path("/work/shared/api/docker-engine-v1.50.yaml")
+# The spec copy that travels with the repository (tests/data/api).
+SWAGGER = Path(__file__).resolve().parents[2] / "data" / "api" / "docker-engine-v1.50.yaml"
 
 # --- a YAML subset reader: enough for the swagger "definitions" block ----------------------
 
