@@ -10,6 +10,7 @@ containers that are still attached and removes what a crash left half-made.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import ipaddress
 import logging
@@ -451,6 +452,13 @@ class NetworksService:
             raise errdefs.NotFound(f'plugin "{driver}" not found')
         if req.ipam.driver not in ("", "default"):
             raise errdefs.NotFound(f'plugin "{req.ipam.driver}" not found')
+        for p in req.ipam.config:
+            if not p.subnet and (p.ip_range or p.gateway):
+                raise errdefs.InvalidArgument(
+                    "invalid network config: a subnet is required with an ip-range or gateway")
+        # A config without a subnet asks for one from the pools, as no config does.
+        req = dataclasses.replace(
+            req, ipam=dataclasses.replace(req.ipam, config=[p for p in req.ipam.config if p.subnet]))
         v4 = [p for p in req.ipam.config if ipam.pool_version(p) == 4]
         v6 = [p for p in req.ipam.config if ipam.pool_version(p) == 6]
         if len(v4) > 1 or len(v6) > 1:

@@ -61,20 +61,14 @@ def _str_map(body: dict[str, Any], key: str) -> dict[str, str]:
 
 
 def _create_request(body: dict[str, Any], api_version: str) -> NetworkCreate:
-    name = body.get("Name")
-    if not isinstance(name, str) or not name:
-        raise errdefs.InvalidArgument("network name must not be empty")
+    name = body.get("Name") or ""
+    if not isinstance(name, str):
+        raise errdefs.InvalidArgument("json: cannot unmarshal Name: not a string")
     ipam_raw = _obj(body, "IPAM")
     pools = []
     for c in ipam_raw.get("Config") or []:
         if not isinstance(c, dict):
             raise errdefs.InvalidArgument("json: cannot unmarshal IPAM.Config: not an object")
-        if not c.get("Subnet"):
-            if c.get("IPRange") or c.get("Gateway"):
-                raise errdefs.InvalidArgument(
-                    "invalid network config: a subnet is required with an ip-range or gateway"
-                )
-            continue
         pools.append(
             IPAMPool(
                 str(c.get("Subnet") or ""),

@@ -90,6 +90,13 @@ async def test_crud_and_errors_over_grpc(client: NetworksClient, service: Networ
         await client.list_networks({"colour": ["red"]})
     await client.remove_network("g1")
     assert await client.prune_networks({}) == []
+    # An IPAM config without a subnet may not carry a range or gateway; an empty one asks the pools.
+    with pytest.raises(errdefs.InvalidArgument, match="a subnet is required with an ip-range"):
+        ranged = IPAMConfig(config=[IPAMPool("", "10.9.0.0/24")])
+        await client.create_network(NetworkCreate(name="g3", ipam=ranged))
+    nid, _ = await client.create_network(NetworkCreate(name="g3", ipam=IPAMConfig(config=[IPAMPool("")])))
+    assert (await client.get_network(nid)).ipam.config[0].subnet
+    await client.remove_network(nid)
 
 
 async def test_reserve_attach_connect_detach_over_grpc(client: NetworksClient) -> None:
